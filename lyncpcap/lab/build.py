@@ -1,0 +1,41 @@
+"""Build the catalogue of sample captures (used by `python -m lyncpcap.lab` and the tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lyncpcap.lab.scenarios import CATALOGUE, Spec
+from lyncpcap.lab.world import Capture
+
+
+def build_one(spec: Spec, outdir: Path, *, pki: object = None) -> list[Path]:
+    cap = Capture(spec.name, spec.description, seed=spec.seed, start=spec.start, link=spec.link, tls=spec.tls, pki=pki)
+    spec.build(cap)
+    return cap.write(
+        outdir,
+        fmt=spec.fmt,
+        nanosecond=spec.nanosecond,
+        big_endian=spec.big_endian,
+        embed_keys=spec.embed_keys,
+        twin_of=spec.twin_of,
+    )
+
+
+def build_all(outdir: Path, *, only: list[str] | None = None, tls: bool = True) -> list[Path]:
+    written: list[Path] = []
+    pki = None
+    try:
+        for spec in CATALOGUE:
+            if only and not any(spec.name.startswith(o) for o in only):
+                continue
+            if spec.tls and not tls:
+                continue
+            if spec.tls and pki is None:
+                from lyncpcap.lab.tlssim import Pki
+
+                pki = Pki()
+            written += build_one(spec, outdir, pki=pki if spec.tls else None)
+    finally:
+        if pki is not None:
+            pki.close()  # type: ignore[attr-defined]
+    return written

@@ -1,0 +1,81 @@
+"""Authorization / WWW-Authenticate / Authentication-Info values (RFC 7235 shape, MS-SIPAE params).
+
+Shared by HTTP and SIP: `NTLM TlRM…` (token68), `Negotiate YII…`, `MsRtcOAuth href="…",grant_type="…"`,
+SIP `NTLM qop="auth", realm="SIP Communications Service", targetname="…", gssapi-data="…", version=4`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class AuthValue:
+    scheme: str  # as sent, e.g. "NTLM", "Negotiate", "Kerberos", "TLS-DSK", "Bearer", "MsRtcOAuth"
+    token: str | None = None  # token68 form (HTTP NTLM/Negotiate blobs, Bearer cwt=…)
+    params: dict[str, str] = field(default_factory=dict)  # lower-cased names, unquoted values
+
+    @property
+    def lscheme(self) -> str:
+        return self.scheme.lower()
+
+    def param(self, name: str) -> str | None:
+        return self.params.get(name.lower())
+
+
+def _unquote(v: str) -> str:
+    v = v.strip()
+    if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+        return v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return v
+
+
+def _split_params(text: str) -> list[str]:
+    parts: list[str] = []
+    cur: list[str] = []
+    quoted = False
+    escape = False
+    for ch in text:
+        if escape:
+            cur.append(ch)
+            escape = False
+            continue
+        if ch == "\\" and quoted:
+            cur.append(ch)
+            escape = True
+            continue
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    if cur:
+        parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse(value: str) -> AuthValue:
+    """Parse one credentials/challenge value.  Never raises: junk gives a scheme-only value."""
+    value = value.strip()
+    scheme, _, rest = value.partition(" ")
+    rest = rest.strip()
+    if not rest:
+        return AuthValue(scheme=scheme)
+    # token68: no '=' before the end except base64 padding, and no quotes / commas
+    if "," not in rest and '"' not in rest:
+        stripped = rest.rstrip("=")
+        if "=" not in stripped or rest.lower().startswith(("cwt=", "opaque=")):
+            return AuthValue(scheme=scheme, token=rest)
+    params: dict[str, str] = {}
+    for part in _split_params(rest):
+        name, sep, val = part.partition("=")
+        if not sep:
+            continue
+        params[name.strip().lower()] = _unquote(val)
+    return AuthValue(scheme=scheme, params=params)
+
+
+def parse_all(values: list[str]) -> list[AuthValue]:
+    return [parse(v) for v in values if v.strip()]
