@@ -238,13 +238,14 @@ def test_bad_headers_are_counted_never_raised() -> None:
         (147, good, False, "unknown_linktype"),
         (147, good, False, "unknown_linktype"),
         (101, b"\x70" + good[15:], False, "bad_ip_version"),
-        (1, outer_ethernet(outer_ipv4(gre(good, 0x6558)[:2] + b"\x00\x01" + gre(good, 0x6558)[4:], 47)), False, "unsupported_tunnel"),
+        (1, outer_ethernet(outer_ipv4(b"\x00\x01" + gre(good, 0x6558)[2:], 47)), False, "GRE version 1 (PPTP)"),
+        (1, outer_ethernet(outer_ipv4(gre(good, 0x0001), 47)), False, "GRE carrying an unknown protocol"),
     ]
     for linktype, data, truncated, reason in cases:
         assert decoder.decode(linktype, data, 1.0, truncated) is None, reason
     assert decoder.stats == Counter({
         "skipped.truncated": 2, "skipped.bad_ip_version": 2, "skipped.bad_ip_header": 1, "skipped.bad_ip_length": 1,
-        "skipped.non_ip": 1, "skipped.unknown_linktype": 2, "skipped.unsupported_tunnel": 1,
+        "skipped.non_ip": 1, "skipped.unknown_linktype": 2, "skipped.unsupported_tunnel": 2, "gre": 1,
     })
     assert decoder.unknown_linktypes == Counter({147: 2})
     nested = good

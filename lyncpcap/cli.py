@@ -1,0 +1,52 @@
+"""Entry point of the `lyncpcap` console script and `python -m lyncpcap`.
+
+Commands live in `lyncpcap.commands.*`; this module imports them (which registers them) and turns
+every failure into one line on stderr and the CONTRACT exit status — never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from lyncpcap.commands import UsageProblem, app, err
+from lyncpcap.errors import CaptureError
+
+# Importing the command modules registers their commands on `app`.
+from lyncpcap.commands import analyze as _analyze  # noqa: E402,F401
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except CaptureError as exc:
+        err.print(f"lyncpcap: error: {exc}", markup=False)
+        sys.exit(EXIT_INPUT)
+    except UsageProblem as exc:
+        err.print(f"lyncpcap: error: {exc}", markup=False)
+        sys.exit(EXIT_INPUT)
+    except click.exceptions.Abort:
+        err.print("lyncpcap: interrupted", markup=False)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_INPUT)
+    except BrokenPipeError:
+        sys.exit(EXIT_OK)
+    except OSError as exc:
+        name = getattr(exc, "filename", None)
+        err.print(f"lyncpcap: error: {name + ': ' if name else ''}{exc.strerror or exc}", markup=False)
+        sys.exit(EXIT_INPUT)
+    except Exception as exc:  # noqa: BLE001 - the contract promises one line, never a traceback
+        err.print(f"lyncpcap: internal error: {type(exc).__name__}: {exc} (please report this with the capture)", markup=False)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()
