@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from lyncpcap.commands import UsageProblem, app, err
+from lyncpcap.commands import UsageProblem, app
 from lyncpcap.errors import CaptureError
 
 # Importing the command modules registers their commands on `app`.
@@ -19,17 +19,23 @@ from lyncpcap.commands import analyze as _analyze  # noqa: E402,F401
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
 
+def fail(message: str) -> None:
+    """One line on stderr, never wrapped or styled."""
+    sys.stderr.write(" ".join(message.split()) + "\n")
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except CaptureError as exc:
-        err.print(f"lyncpcap: error: {exc}", markup=False)
+        fail(f"lyncpcap: error: {exc}")
         sys.exit(EXIT_INPUT)
     except UsageProblem as exc:
-        err.print(f"lyncpcap: error: {exc}", markup=False)
+        fail(f"lyncpcap: error: {exc}")
         sys.exit(EXIT_INPUT)
     except click.exceptions.Abort:
-        err.print("lyncpcap: interrupted", markup=False)
+        fail("lyncpcap: interrupted")
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
@@ -40,10 +46,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_OK)
     except OSError as exc:
         name = getattr(exc, "filename", None)
-        err.print(f"lyncpcap: error: {name + ': ' if name else ''}{exc.strerror or exc}", markup=False)
+        fail(f"lyncpcap: error: {name + ': ' if name else ''}{exc.strerror or exc}")
         sys.exit(EXIT_INPUT)
     except Exception as exc:  # noqa: BLE001 - the contract promises one line, never a traceback
-        err.print(f"lyncpcap: internal error: {type(exc).__name__}: {exc} (please report this with the capture)", markup=False)
+        fail(f"lyncpcap: internal error: {type(exc).__name__}: {exc} (please report this with the capture)")
         sys.exit(EXIT_INTERNAL)
     sys.exit(EXIT_OK)
 

@@ -34,8 +34,9 @@ SERVER_PORTS = frozenset(
 #: Out-of-order data buffered per direction before the hole in front of it is declared lost.
 MAX_SEGMENTS = 1024
 MAX_BUFFERED = 2 << 20
-#: Housekeeping runs every 65536 packets; the connection table is swept when this much capture
-#: time has passed (or it holds more than MAX_TABLE keys).
+#: Housekeeping runs every HOUSEKEEPING_EVERY packets (a power of two); the connection table is
+#: swept then if SWEEP_SECONDS of capture time have passed or it holds more than MAX_TABLE keys.
+HOUSEKEEPING_EVERY = 65536
 SWEEP_SECONDS = 60.0
 MAX_TABLE = 2_000_000
 #: An ignored connection idle for this many sweeps is forgotten; a closed one after one sweep.
@@ -440,7 +441,11 @@ class Dispatcher:
             n = counts.get("skipped." + reason, 0)
             if n and reason not in ("unknown_linktype", "non_ip"):
                 out.append(f"{_plural(n, 'packet')} skipped: {text}")
-        lost = counts["ip.fragments_timed_out"] + counts["ip.fragments_evicted"] + counts["ip.fragments_incomplete"]
+        lost = (
+            counts["ip.fragments_timed_out"]
+            + counts["ip.fragments_evicted"]
+            + counts["ip.fragments_incomplete"]
+        )
         if lost:
             out.append(f"{_plural(lost, 'fragmented IP datagram')} never completed")
         if counts["tcp.lost_segments"]:
@@ -470,17 +475,17 @@ class Dispatcher:
             for frame, ts, linktype, data, wirelen in capture:
                 feed(frame, ts, linktype, data, wirelen)
         else:
-            n = 0
-            for frame, ts, linktype, data, wirelen in capture:
+            for n, (frame, ts, linktype, data, wirelen) in enumerate(capture, 1):
                 feed(frame, ts, linktype, data, wirelen)
-                n += 1
                 if not n & 0xFFFF:
                     progress(capture.position)
         self.finish()
         if progress is not None:
             progress(capture.position)
 
-    def _engine(self) -> tuple[Callable[[int, float, int, bytes, int], None], Callable[[], None], Callable[[], None]]:
+    def _engine(
+        self,
+    ) -> tuple[Callable[[int, float, int, bytes, int], None], Callable[[], None], Callable[[], None]]:
         """Build feed() as a closure: its state lives in cells, which is faster than attributes."""
         counts = self._counts
         decoder = self.decoder
@@ -494,6 +499,7 @@ class Dispatcher:
         tcp_head = _TCP.unpack_from
         udp_head = _UDP.unpack_from
         ports = _PORTS.unpack_from
+        housekeeping_mask = HOUSEKEEPING_EVERY - 1
         n_packets = n_bytes = n_fast = n_fast_udp = n_ipv4 = n_ipv6 = n_tcp = n_udp = n_conn = 0
         gen = 1
         genfloor = gen << _GEN_SHIFT
@@ -587,7 +593,7 @@ class Dispatcher:
                     base = flow.halves[d].base
                     if base is not None and base != seq:
                         # The 4-tuple is reused by a new connection (its FIN/RST was not captured).
-                        flow.end(ts, frame, "eof")
+                        flow.end(flow.last_ts, flow.last_frame, "eof")
                         entry = None
                 if entry is not None:
                     state = flow.segment(d, seq, ack, flags, payload, paylen, ts, frame, selector)
@@ -611,11 +617,15 @@ class Dispatcher:
             else:
                 flow = _Flow(index, rkey, key, dst, dport, src, sport, syn, frame, ts, counts)
             table[key] = table[rkey] = flow
-            state = flow.segment(0 if sender_is_client else 1, seq, ack, flags, payload, paylen, ts, frame, selector)
+            state = flow.segment(
+                0 if sender_is_client else 1, seq, ack, flags, payload, paylen, ts, frame, selector
+            )
             if state:
                 retire(flow, state == _CLOSED)
 
-        def udp(frame: int, ts: float, src: bytes, dst: bytes, buf: bytes, u: int, stop: int, missing: int) -> None:
+        def udp(
+            frame: int, ts: float, src: bytes, dst: bytes, buf: bytes, u: int, stop: int, missing: int
+        ) -> None:
             nonlocal n_udp, n_ipv4, n_ipv6
             n_udp += 1
             if len(src) == 4:
@@ -641,7 +651,7 @@ class Dispatcher:
             nonlocal n_packets, n_bytes, n_fast, n_fast_udp, n_ipv4, n_ipv6
             n_packets += 1
             n_bytes += wirelen
-            if not n_packets & 0xFFFF:
+            if not n_packets & housekeeping_mask:
                 housekeeping(ts)
             if linktype == 1 and len(data) >= 54:
                 # Fast path: untagged Ethernet, IPv4 without options, not a fragment.
@@ -688,6 +698,7 @@ class Dispatcher:
             counts["tcp"] = n_tcp + n_fast
             counts["udp"] = n_udp + n_fast_udp
             counts["tcp.connections"] = n_conn
+            counts["tcp.table_entries"] = len(table)  # two per connection being tracked
 
         def finish() -> None:
             flows = {id(v): v for v in table.values() if v.__class__ is _Flow}

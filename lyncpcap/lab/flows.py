@@ -304,7 +304,8 @@ def _register(c: Client, leg: SipLeg, authorization: str | None, status: int, re
     req = leg.dialog.register(authorization, edge_via=leg.edge_via, received=leg.received)
     leg.conn.send(req)
     leg.conn.reply(leg.dialog.response(status, reason, headers), think=c.think(*think))
-    c.truth.steps.append("sip-register")
+    scheme = authorization.split(" ", 1)[0] if authorization else None
+    c.truth.record("sip-register", "REGISTER", status, scheme=scheme)
     c.cap.net.advance(c.think(0.001, 0.01))
 
 

@@ -39,7 +39,11 @@ class TruthSession:
     auth_protocol: str
     outcome: str
     failure_step: str | None = None
-    steps: list[str] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, step: str, method: str | None = None, status: int | str | None = None, **extra: Any) -> None:
+        """Note a step as the scenario performs it (what was sent and what the server answered)."""
+        self.steps.append({"step": step, "method": method, "status": status, **extra})
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,7 +52,7 @@ class TruthSession:
             "auth_protocol": self.auth_protocol,
             "outcome": self.outcome,
             "failure": {"step": self.failure_step} if self.failure_step else None,
-            "steps": [{"step": s} for s in self.steps],
+            "steps": list(self.steps),
         }
 
 
@@ -254,11 +258,11 @@ class Client:
         fam = self.family if (self.family == 4 or self.resolver.ipv6) else 4
         sport = self.cap.net.udp(self.host, self.resolver, 53, q, family=fam)
         self.cap.net.udp_reply(self.resolver, self.host, 53, sport, r, delay=self.think(0.0008, 0.004), family=fam)
-        self.truth.steps.append("dns")
+        self.truth.record("dns", qtype, rcode, name=name)
         self.cap.net.advance(self.think(0.0005, 0.002))
 
     # -- Kerberos -------------------------------------------------------------------------------
-    def kdc(self, request: bytes, reply: bytes, *, tcp: bool = False) -> None:
+    def kdc(self, request: bytes, reply: bytes, *, tcp: bool = False, method: str = "TGS-REQ", status: str = "", spn: str | None = None) -> None:
         net = self.cap.net
         if tcp:
             c = net.tcp(self.host, self.w.dc, 88, rtt=self.rtt)
@@ -268,7 +272,7 @@ class Client:
         else:
             sport = net.udp(self.host, self.w.dc, 88, request)
             net.udp_reply(self.w.dc, self.host, 88, sport, reply, delay=self.think(0.001, 0.004))
-        self.truth.steps.append("kerberos")
+        self.truth.record("kerberos", method, status, spn=spn)
         net.advance(self.think(0.0005, 0.002))
 
     def tgs(self, user: str, sname: str, *, tcp: bool = False, error: int | None = None) -> None:
@@ -278,7 +282,7 @@ class Client:
             rep = krb5.krb_error(error, REALM, sname, stime=self.cap.when)
         else:
             rep = krb5.tgs_rep(user, REALM, sname, rng=rng)
-        self.kdc(req, rep, tcp=tcp)
+        self.kdc(req, rep, tcp=tcp, method="TGS-REQ", status=f"KRB-ERROR {error}" if error is not None else "TGS-REP", spn=sname)
 
     # -- HTTP -----------------------------------------------------------------------------------
     def _server(self, server: Host) -> tuple[Host, Host, int]:
@@ -334,9 +338,11 @@ class Client:
         req = lync.request(method, target, host_header, hs, body, user_agent=self.ua, content_type=content_type)
         c.send(req, gap=gap)
         t = self.think(*think)
-        c.reply(response(self.cap.now + t), think=t)
+        answer = response(self.cap.now + t)
+        c.reply(answer, think=t)
         if record:
-            self.truth.steps.append(step)
+            status = int(answer.split(b" ", 2)[1])
+            self.truth.record(step, method, status, path=target.split("?", 1)[0], host=host_header)
         self.cap.net.advance(self.think(0.001, 0.01))
         return c
 

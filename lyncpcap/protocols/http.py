@@ -6,6 +6,7 @@ back with one `HttpExchange` per request.  SIP reuses `Headers` and the start-li
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -291,20 +292,26 @@ class _MessageReader:
         return bytes(data[:5]) == b"HTTP/"
 
     def resynchronise(self) -> bool:
-        """Skip to the next line that starts a message; True when found."""
+        """After a gap: skip to the next message start, wherever it is in the buffer; True when found."""
         buf = self.d.buf
-        pos = 0
-        while True:
-            if self.start_looks_valid(buf[pos : pos + 16]):
-                self.d.consume(pos)
-                self.resync = False
-                return True
-            nl = buf.find(b"\n", pos)
-            if nl < 0:
-                keep = min(len(buf), 16)
-                self.d.consume(len(buf) - keep)
-                return False
-            pos = nl + 1
+        m = START_PATTERNS[(self.protocol, self.is_request_side)].search(buf)
+        if m is None:
+            keep = min(len(buf), RESYNC_KEEP)  # a start line may be split across deliveries
+            self.d.consume(len(buf) - keep)
+            return False
+        self.d.consume(m.start())
+        self.resync = False
+        return True
+
+
+_METHOD_ALT = b"|".join(sorted(METHODS, key=len, reverse=True))
+START_PATTERNS: dict[tuple[str, bool], re.Pattern[bytes]] = {
+    ("http", True): re.compile(rb"(?:" + _METHOD_ALT + rb") \S+ HTTP/1\.[01]\r?\n"),
+    ("http", False): re.compile(rb"HTTP/1\.[01] \d{3}[ \r\n]"),
+    ("sip", True): re.compile(rb"[A-Z]{3,12} (?:sips?|tel):\S+ SIP/2\.0\r?\n"),
+    ("sip", False): re.compile(rb"SIP/2\.0 \d{3}[ \r\n]"),
+}
+RESYNC_KEEP = 128
 
 
 def looks_like_http_request(data: bytes | bytearray) -> bool:

@@ -46,8 +46,14 @@ _OTHER_FORMATS = (
     (b"\xfd7zXZ\x00", "an xz-compressed file: decompress it first (xz -d)"),
     (b"BZh", "a bzip2-compressed file: decompress it first (bunzip2)"),
     (b"PK\x03\x04", "a zip archive: extract the capture first"),
-    (b"\x34\xcd\xb2\xa1", "a modified (Kuznetsov) pcap, which is not supported: convert it with editcap -F pcap"),
-    (b"\xa1\xb2\xcd\x34", "a modified (Kuznetsov) pcap, which is not supported: convert it with editcap -F pcap"),
+    (
+        b"\x34\xcd\xb2\xa1",
+        "a modified (Kuznetsov) pcap, which is not supported: convert it with editcap -F pcap",
+    ),
+    (
+        b"\xa1\xb2\xcd\x34",
+        "a modified (Kuznetsov) pcap, which is not supported: convert it with editcap -F pcap",
+    ),
 )
 
 # pcapng block types
@@ -333,7 +339,9 @@ class Capture:
                     elif bom == _BOM_BE:
                         s = structs[">"]
                     else:
-                        warn(f"damaged section header at frame {frame + 1} (byte-order magic {_hex(bom)}); stopped reading")
+                        warn(
+                            f"damaged section header at frame {frame + 1} (byte-order magic {_hex(bom)}); stopped reading"
+                        )
                         break
                     block_head, u32, epb = s["II"], s["I"], s["epb"]
                     btype, blen = block_head(buf, off)
@@ -349,7 +357,11 @@ class Capture:
                     off = 0
                     end = len(buf)
                     if end < blen:
-                        what = f"frame {frame + 1}" if btype in (_BT_EPB, _BT_SPB, _BT_PB) else f"after frame {frame}"
+                        what = (
+                            f"frame {frame + 1}"
+                            if btype in (_BT_EPB, _BT_SPB, _BT_PB)
+                            else f"after frame {frame}"
+                        )
                         warn(f"truncated record at end of file ({what})")
                         break
                 if u32(buf, off + blen - 4)[0] != blen:
@@ -364,7 +376,9 @@ class Capture:
                         break
                     ifid, ts_high, ts_low, caplen, wirelen = epb(buf, off + 8)
                     if caplen > blen - 32:
-                        warn(f"damaged enhanced packet block at frame {frame + 1} (captured length {caplen}); stopped reading")
+                        warn(
+                            f"damaged enhanced packet block at frame {frame + 1} (captured length {caplen}); stopped reading"
+                        )
                         break
                     if ifid >= len(interfaces):
                         warn(f"frame {frame + 1} refers to undefined interface {ifid}; stopped reading")
@@ -384,7 +398,9 @@ class Capture:
                         warn(f"damaged simple packet block at frame {frame + 1}; stopped reading")
                         break
                     if not interfaces:
-                        warn(f"frame {frame + 1} (simple packet block) comes before any interface; stopped reading")
+                        warn(
+                            f"frame {frame + 1} (simple packet block) comes before any interface; stopped reading"
+                        )
                         break
                     linktype, _div, _tsoff, snap = interfaces[0]
                     wirelen = u32(buf, off + 8)[0]

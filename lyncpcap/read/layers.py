@@ -173,7 +173,9 @@ class Decoder:
     ) -> None:
         self.stats: Counter[str] = stats if stats is not None else Counter()
         self.unknown_linktypes: Counter[int] = Counter()
-        self._fragments = _Fragments(self.stats, max_pending_fragments, fragment_timeout, max_fragments_per_datagram)
+        self._fragments = _Fragments(
+            self.stats, max_pending_fragments, fragment_timeout, max_fragments_per_datagram
+        )
 
     def finish(self) -> None:
         """End of capture: count datagrams whose fragments never all arrived."""
@@ -203,7 +205,7 @@ class Decoder:
                 self._skip("truncated")
                 return None
             return self._ethertype(_u16(data, 0)[0], data, 20, n, ts, truncated, 0)
-        if linktype == LINK_NULL or linktype == LINK_LOOP:
+        if linktype in (LINK_NULL, LINK_LOOP):
             if n < 4:
                 self._skip("truncated")
                 return None
@@ -300,7 +302,12 @@ class Decoder:
                 self._skip("bad_fragment")
                 return None
             done = self._fragments.add(
-                (src, dst, ident, proto), (fragword & 0x1FFF) * 8, bool(fragword & 0x2000), buf[start:stop], ts, proto
+                (src, dst, ident, proto),
+                (fragword & 0x1FFF) * 8,
+                bool(fragword & 0x2000),
+                buf[start:stop],
+                ts,
+                proto,
             )
             if done is None:
                 return None
@@ -400,7 +407,7 @@ class Decoder:
         p = off + 4 + 4 * (bool(flags & 0x8000) + bool(flags & 0x2000) + seq_present)
         if ptype == GRE_TEB:
             return self._ether(buf, p, end, ts, trunc, depth)
-        if ptype == ETH_IPV4 or ptype == ETH_IPV6:
+        if ptype in (ETH_IPV4, ETH_IPV6):
             return self._ethertype(ptype, buf, p, end, ts, trunc, depth)
         if ptype == GRE_ERSPAN2:
             self.stats["erspan"] += 1

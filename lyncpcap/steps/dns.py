@@ -92,6 +92,9 @@ class DnsClassifier:
         cnames = [a.value for a in answers if a.rtype == 5]
         srv = [(a.srv_target, a.srv_port) for a in answers if a.rtype == 33 and a.srv_target]
         step.facts["addresses"] = addrs
+        extra = [a.value for a in msg.additional if a.rtype in (1, 28)]
+        if extra:
+            step.facts["additional_addresses"] = extra
         if cnames:
             step.facts["cnames"] = cnames
         if srv:

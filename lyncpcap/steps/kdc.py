@@ -58,6 +58,9 @@ class KdcClassifier:
         spn = msg.sname
         user = msg.cname
         realm = msg.crealm or msg.realm
+        # the service's realm: the request body's for requests, the ticket's for replies
+        where = ("req_body",) if is_request else ("ticket", "top")
+        service_realm = next((p.realm for p in msg.principals if p.kind == "sname" and p.where in where and p.realm), msg.realm)
         self.out.add_auth(
             AuthExchange(
                 time=ts,
@@ -68,7 +71,7 @@ class KdcClassifier:
                 src=src,
                 dst=dst,
                 user=user,
-                realm=msg.realm,
+                realm=service_realm,
                 spn=spn,
                 error_code=msg.error_code,
                 cname=principal(user, realm),

@@ -2,14 +2,14 @@
 frames in other link layers and tunnels (SLL, SLL2, loopback, VLAN, GRE, ERSPAN) or containers
 (big-endian pcap, big-endian pcapng sections).
 
-tests/flows imports this module too (its conftest puts this folder on sys.path).
+tests/flows imports this module too (flowkit puts this folder on sys.path).  Like the rest of the
+suite, a missing corpus or tshark is a failure, never a skip.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -17,19 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CORPUS
 
 from lyncpcap.lab.pcapwriter import write_pcap
 from lyncpcap.read import open_capture
-
-CORPUS = Path(os.environ.get("LYNCPCAP_CORPUS", Path(__file__).resolve().parents[3] / "shared" / "corpus"))
-TOOLS = ("tshark", "editcap", "capinfos")
-
-needs_corpus = pytest.mark.skipif(
-    not (CORPUS / "expected.json").is_file(), reason="needs the shared capture corpus"
-)
-needs_tools = pytest.mark.skipif(
-    any(shutil.which(t) is None for t in TOOLS), reason="needs tshark, editcap and capinfos"
-)
 
 Frame = tuple[int, float, int, bytes, int]
 
@@ -42,14 +33,14 @@ def expected() -> dict[str, Any]:
 
 
 def corpus_names() -> list[str]:
-    """Every capture in the corpus, or [] without it (tests using it are then skipped)."""
-    if not (CORPUS / "expected.json").is_file():
-        return []
+    """Every capture in the corpus."""
     return sorted(expected())
 
 
 def run(*args: str | Path) -> str:
     """Run a tool, fail the test with its stderr if it fails, return stdout."""
+    if shutil.which(str(args[0])) is None:
+        pytest.fail(f"{args[0]} is not installed (scripts/test.sh installs it: apt-get install tshark)")
     done = subprocess.run([str(a) for a in args], capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{args[0]} failed: {done.stderr}"
     return done.stdout
@@ -112,7 +103,10 @@ def big_endian_pcapng(src: Path) -> bytes:
             body = struct.pack(">IHHq", magic, major, minor, section) + _swap_options(body, 16, {})[16:]
         elif btype == 1:
             linktype, reserved, snaplen = struct.unpack_from("<HHI", body)
-            body = struct.pack(">HHI", linktype, reserved, snaplen) + _swap_options(body, 8, {14: "q", 8: "Q"})[8:]
+            body = (
+                struct.pack(">HHI", linktype, reserved, snaplen)
+                + _swap_options(body, 8, {14: "q", 8: "Q"})[8:]
+            )
         elif btype == 6:
             fields = struct.unpack_from("<IIIII", body)
             caplen = fields[3]
@@ -140,7 +134,9 @@ def pcapng_header() -> bytes:
     return pcapng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
 
 
-def pcapng_interface(linktype: int, *, tsresol: int | None = None, tsoffset: int | None = None, snaplen: int = 0) -> bytes:
+def pcapng_interface(
+    linktype: int, *, tsresol: int | None = None, tsoffset: int | None = None, snaplen: int = 0
+) -> bytes:
     opts = b""
     if tsresol is not None:
         opts += struct.pack("<HHB3x", 9, 1, tsresol)
@@ -153,7 +149,9 @@ def pcapng_interface(linktype: int, *, tsresol: int | None = None, tsoffset: int
 
 def pcapng_epb(interface: int, units: int, data: bytes, wirelen: int | None = None) -> bytes:
     wire = len(data) if wirelen is None else wirelen
-    return pcapng_block(6, struct.pack("<IIIII", interface, units >> 32, units & 0xFFFFFFFF, len(data), wire) + data)
+    return pcapng_block(
+        6, struct.pack("<IIIII", interface, units >> 32, units & 0xFFFFFFFF, len(data), wire) + data
+    )
 
 
 # -- link layers and tunnels around real frames -------------------------------------------------
@@ -185,8 +183,19 @@ def vlan(frame: bytes, *tpids: int) -> bytes:
 
 
 def outer_ipv4(payload: bytes, proto: int) -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0x1234, 0x4000, 64, proto, 0,
-                         bytes([10, 200, 0, 3]), bytes([10, 200, 0, 224]))
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(payload),
+        0x1234,
+        0x4000,
+        64,
+        proto,
+        0,
+        bytes([10, 200, 0, 3]),
+        bytes([10, 200, 0, 224]),
+    )
     return header + payload
 
 
@@ -194,7 +203,9 @@ def outer_ethernet(ip_packet: bytes) -> bytes:
     return b"\x00\x0c\x29\x40\xd0\xad\x00\x21\x1c\x2e\x41\x46\x08\x00" + ip_packet
 
 
-def gre(inner: bytes, protocol: int, *, key: bool = False, seq: int | None = None, checksum: bool = False) -> bytes:
+def gre(
+    inner: bytes, protocol: int, *, key: bool = False, seq: int | None = None, checksum: bool = False
+) -> bytes:
     flags = (0x8000 if checksum else 0) | (0x2000 if key else 0) | (0x1000 if seq is not None else 0)
     header = struct.pack("!HH", flags, protocol)
     if checksum:

@@ -16,8 +16,6 @@ from readkit import (
     big_endian_pcapng,
     corpus_names,
     expected,
-    needs_corpus,
-    needs_tools,
     pcapng_block,
     pcapng_epb,
     pcapng_header,
@@ -34,7 +32,6 @@ LINKTYPES = {"ether": 1, "rawip": 101, "null": 0}
 SECRETS_TLS = 0x544C534B
 
 
-@needs_corpus
 @pytest.mark.parametrize("name", corpus_names())
 def test_corpus_file_reads_like_capinfos(name: str) -> None:
     facts = expected()[name]
@@ -56,7 +53,6 @@ def test_webdav_is_sniffed_as_pcapng_despite_its_name() -> None:
         assert cap.format == "pcapng"
 
 
-@needs_corpus
 def test_quic_capture_yields_its_decryption_secrets_block() -> None:
     with open_capture(CORPUS / "ndpi/quic-33.pcapng") as cap:
         assert cap.secrets == []  # filled while reading, in file order
@@ -70,9 +66,9 @@ def test_quic_capture_yields_its_decryption_secrets_block() -> None:
     assert "SERVER_TRAFFIC_SECRET_0" in labels
 
 
-@needs_corpus
-@needs_tools
-@pytest.mark.parametrize("name", ["zeek/erspan.pcap", "ndpi/webdav.pcap", "illustrated-tls/tls12-capture.pcap"])
+@pytest.mark.parametrize(
+    "name", ["zeek/erspan.pcap", "ndpi/webdav.pcap", "illustrated-tls/tls12-capture.pcap"]
+)
 def test_timestamps_match_tshark(name: str) -> None:
     frames = read_frames(CORPUS / name)
     epochs = tshark_epochs(CORPUS / name)
@@ -94,8 +90,6 @@ def _same_frames(a: list, b: list) -> None:  # type: ignore[type-arg]
 VARIANT_SOURCES = ["zeek/erspan.pcap", "ndpi/webdav.pcap", "suricata-verify/dns-srv.pcap", "ndpi/teams.pcap"]
 
 
-@needs_corpus
-@needs_tools
 @pytest.mark.parametrize("name", VARIANT_SOURCES)
 @pytest.mark.parametrize("filetype", ["pcap", "nsecpcap", "pcapng"])
 def test_editcap_formats_give_identical_frames(name: str, filetype: str, tmp_path: Path) -> None:
@@ -108,7 +102,6 @@ def test_editcap_formats_give_identical_frames(name: str, filetype: str, tmp_pat
     _same_frames(frames, read_frames(CORPUS / name))
 
 
-@needs_corpus
 @pytest.mark.parametrize("name", VARIANT_SOURCES)
 def test_gzip_is_sniffed_and_streamed(name: str, tmp_path: Path) -> None:
     out = tmp_path / "capture.bin"  # no telling suffix: the magic decides
@@ -122,7 +115,6 @@ def test_gzip_is_sniffed_and_streamed(name: str, tmp_path: Path) -> None:
     _same_frames(frames, read_frames(CORPUS / name))
 
 
-@needs_corpus
 @pytest.mark.parametrize("name", ["zeek/erspan.pcap", "illustrated-tls/tls12-capture.pcap"])
 def test_big_endian_pcap(name: str, tmp_path: Path) -> None:
     out = tmp_path / "be.pcap"
@@ -131,8 +123,6 @@ def test_big_endian_pcap(name: str, tmp_path: Path) -> None:
     _same_frames(read_frames(out), read_frames(CORPUS / name))
 
 
-@needs_corpus
-@needs_tools
 def test_big_endian_nanosecond_pcap(tmp_path: Path) -> None:
     nsec = tmp_path / "ns.pcap"
     run("editcap", "-F", "nsecpcap", CORPUS / "zeek/erspan.pcap", nsec)
@@ -142,8 +132,6 @@ def test_big_endian_nanosecond_pcap(tmp_path: Path) -> None:
     _same_frames(read_frames(out), read_frames(CORPUS / "zeek/erspan.pcap"))
 
 
-@needs_corpus
-@needs_tools
 def test_snaplen_truncated_frames_keep_their_wire_length(tmp_path: Path) -> None:
     out = tmp_path / "s60.pcap"
     run("editcap", "-F", "pcap", "-s", "60", CORPUS / "bruteshark/http-ntlm.pcap", out)
@@ -155,8 +143,6 @@ def test_snaplen_truncated_frames_keep_their_wire_length(tmp_path: Path) -> None
         assert c[4] == f[4]
 
 
-@needs_corpus
-@needs_tools
 def test_injected_secrets_are_collected(tmp_path: Path) -> None:
     out = tmp_path / "dsb.pcapng"
     keylog = CORPUS / "zeek/tls12-decryption.keylog"
@@ -168,8 +154,6 @@ def test_injected_secrets_are_collected(tmp_path: Path) -> None:
     _same_frames(frames, read_frames(CORPUS / "zeek/tls12-decryption.pcap"))
 
 
-@needs_corpus
-@needs_tools
 def test_sections_with_either_byte_order_number_frames_continuously(tmp_path: Path) -> None:
     first = tmp_path / "a.pcapng"
     second = tmp_path / "b.pcapng"
@@ -196,8 +180,6 @@ def _corpus_ethernet_frames(name: str, count: int) -> list[bytes]:
     return [f[3] for f in read_frames(CORPUS / name)[:count]]
 
 
-@needs_corpus
-@needs_tools
 def test_timestamp_resolution_and_offset_options(tmp_path: Path) -> None:
     pkts = _corpus_ethernet_frames("suricata-verify/sip-tcp.pcap", 3)
     blocks = [
@@ -217,8 +199,6 @@ def test_timestamp_resolution_and_offset_options(tmp_path: Path) -> None:
         assert ts == pytest.approx(float(text), abs=1e-6)
 
 
-@needs_corpus
-@needs_tools
 def test_simple_and_obsolete_packet_blocks(tmp_path: Path) -> None:
     pkts = _corpus_ethernet_frames("suricata-verify/sip-tcp.pcap", 4)
     obsolete = struct.pack("<HHIIII", 0, 0, 0, 2_000_000, len(pkts[1]), len(pkts[1])) + pkts[1]
@@ -236,11 +216,14 @@ def test_simple_and_obsolete_packet_blocks(tmp_path: Path) -> None:
     assert [(f[0], f[1]) for f in frames] == [(1, 1.0), (2, 1.0), (3, 2.0), (4, 2.0)]
     assert frames[1][3] == pkts[2][:80] and frames[1][4] == len(pkts[2])
     assert frames[2][3] == pkts[1]
-    assert run("tshark", "-n", "-r", out, "-T", "fields", "-e", "frame.number").split() == ["1", "2", "3", "4"]
+    assert run("tshark", "-n", "-r", out, "-T", "fields", "-e", "frame.number").split() == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
 
 
-@needs_corpus
-@needs_tools
 def test_non_packet_records_take_frame_numbers_like_tshark(tmp_path: Path) -> None:
     pkts = _corpus_ethernet_frames("suricata-verify/sip-tcp.pcap", 3)
     blocks = [
@@ -267,11 +250,11 @@ def test_non_packet_records_take_frame_numbers_like_tshark(tmp_path: Path) -> No
 # -- damage and bad input ---------------------------------------------------------------------------
 
 
-@needs_corpus
-@needs_tools
 @pytest.mark.parametrize("filetype", ["pcap", "pcapng"])
 @pytest.mark.parametrize("compress", [False, True])
-def test_file_cut_mid_record_warns_and_keeps_earlier_frames(filetype: str, compress: bool, tmp_path: Path) -> None:
+def test_file_cut_mid_record_warns_and_keeps_earlier_frames(
+    filetype: str, compress: bool, tmp_path: Path
+) -> None:
     source = tmp_path / f"full.{filetype}"
     run("editcap", "-F", filetype, CORPUS / "zeek/erspan.pcap", source)
     data = source.read_bytes()
@@ -287,7 +270,6 @@ def test_file_cut_mid_record_warns_and_keeps_earlier_frames(filetype: str, compr
     assert warnings == ["truncated record at end of file (frame 287)"]
 
 
-@needs_corpus
 def test_cut_gzip_stream_warns_and_keeps_earlier_frames(tmp_path: Path) -> None:
     packed = gzip.compress((CORPUS / "ndpi/teams.pcap").read_bytes())
     cut = tmp_path / "cut.pcap.gz"
@@ -301,7 +283,6 @@ def test_cut_gzip_stream_warns_and_keeps_earlier_frames(tmp_path: Path) -> None:
     assert warnings[-1] == f"truncated record at end of file (frame {len(frames) + 1})"
 
 
-@needs_corpus
 def test_absurd_record_length_stops_cleanly(tmp_path: Path) -> None:
     data = bytearray((CORPUS / "suricata-verify/sip-tcp.pcap").read_bytes())
     frames = read_frames(CORPUS / "suricata-verify/sip-tcp.pcap")
@@ -316,8 +297,6 @@ def test_absurd_record_length_stops_cleanly(tmp_path: Path) -> None:
     _same_frames(got, frames[:5])
 
 
-@needs_corpus
-@needs_tools
 def test_damaged_pcapng_block_length_stops_cleanly(tmp_path: Path) -> None:
     source = tmp_path / "ok.pcapng"
     run("editcap", "-F", "pcapng", CORPUS / "suricata-verify/sip-tcp.pcap", source)
@@ -416,7 +395,6 @@ def test_permission_denied(tmp_path: Path) -> None:
     assert _capture_error(path) == "permission denied"
 
 
-@needs_corpus
 def test_a_capture_is_read_once() -> None:
     with open_capture(CORPUS / "suricata-verify/dns-srv.pcap") as cap:
         assert len(list(cap)) == 2
@@ -427,7 +405,6 @@ def test_a_capture_is_read_once() -> None:
 # -- memory -------------------------------------------------------------------------------------------
 
 
-@needs_corpus
 @pytest.mark.parametrize("compress", [False, True])
 def test_memory_does_not_grow_with_the_file(compress: bool, tmp_path: Path) -> None:
     source = read_frames(CORPUS / "ndpi/teams.pcap")

@@ -17,8 +17,6 @@ from readkit import (
     ipv4_fragments,
     ipv6_fragments,
     ipv6_with_extensions,
-    needs_corpus,
-    needs_tools,
     null_loopback,
     outer_ethernet,
     outer_ipv4,
@@ -32,8 +30,17 @@ from readkit import (
 
 from lyncpcap.read.layers import Decoder, IPPacket, address_text
 
-FIELDS = ("frame.protocols", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
-          "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport")
+FIELDS = (
+    "frame.protocols",
+    "ip.src",
+    "ip.dst",
+    "ipv6.src",
+    "ipv6.dst",
+    "tcp.srcport",
+    "tcp.dstport",
+    "udp.srcport",
+    "udp.dstport",
+)
 
 
 def _summary(packet: IPPacket | None) -> tuple[int, str, str, bytes, int] | None:
@@ -53,8 +60,6 @@ def _tcp_frames(name: str) -> list[bytes]:
     return [f[3] for f in read_frames(CORPUS / name)]
 
 
-@needs_corpus
-@needs_tools
 @pytest.mark.parametrize("name", corpus_names())
 def test_every_corpus_frame_decodes_like_tshark(name: str) -> None:
     """Innermost addresses and ports of every frame agree with tshark (tunnels and fragments included)."""
@@ -75,10 +80,17 @@ def test_every_corpus_frame_decodes_like_tshark(name: str) -> None:
         if tsport or usport:
             assert got is not None, row
             proto, src, dst, buf, start, _stop, _missing = got
-            src_text, dst_text = (ip6_src, ip6_dst) if layers[layers.index("tcp" if tsport else "udp") - 1] == "ipv6" else (ip_src, ip_dst)
+            src_text, dst_text = (
+                (ip6_src, ip6_dst)
+                if layers[layers.index("tcp" if tsport else "udp") - 1] == "ipv6"
+                else (ip_src, ip_dst)
+            )
             assert (address_text(src), address_text(dst)) == (src_text, dst_text)
             assert proto == (6 if tsport else 17)
-            assert list(struct.unpack_from("!HH", buf, start)) == [int(tsport or usport), int(tdport or udport)]
+            assert list(struct.unpack_from("!HH", buf, start)) == [
+                int(tsport or usport),
+                int(tdport or udport),
+            ]
             checked += 1
         else:
             assert got is None or got[0] not in (6, 17), row
@@ -105,11 +117,15 @@ LINK_VARIANTS = {
     "erspan3-ip": (1, lambda f: erspan3(f, 1, as_ip=True)),
     "erspan1": (1, lambda f: outer_ethernet(outer_ipv4(gre(f, 0x88BE), 47))),
     "gre-teb-key": (1, lambda f: outer_ethernet(outer_ipv4(gre(f, 0x6558, key=True), 47))),
-    "gre-ip-all-flags": (1, lambda f: outer_ethernet(outer_ipv4(gre(f[14:], struct.unpack_from("!H", f, 12)[0], key=True, seq=9, checksum=True), 47))),
+    "gre-ip-all-flags": (
+        1,
+        lambda f: outer_ethernet(
+            outer_ipv4(gre(f[14:], struct.unpack_from("!H", f, 12)[0], key=True, seq=9, checksum=True), 47)
+        ),
+    ),
 }
 
 
-@needs_corpus
 @pytest.mark.parametrize("variant", sorted(LINK_VARIANTS))
 def test_link_layers_and_tunnels_decode_to_the_same_packets(variant: str) -> None:
     frames = _tcp_frames("arkime/ntlm_synthetic.pcap")  # IPv4 and IPv6, TCP
@@ -119,17 +135,31 @@ def test_link_layers_and_tunnels_decode_to_the_same_packets(variant: str) -> Non
     assert _decode_all(linktype, [wrap(f) for f in frames]) == original
 
 
-@needs_corpus
-@needs_tools
-@pytest.mark.parametrize("variant", ["sll", "sll2", "null-be-bsd6", "qinq-88a8", "erspan2", "erspan3", "erspan3-subheader"])
+@pytest.mark.parametrize(
+    "variant", ["sll", "sll2", "null-be-bsd6", "qinq-88a8", "erspan2", "erspan3", "erspan3-subheader"]
+)
 def test_crafted_link_layers_are_what_tshark_expects(variant: str, tmp_path: Path) -> None:
     """The frames built for these tests are real formats: tshark finds the same TCP segments in them."""
     frames = read_frames(CORPUS / "arkime/ntlm_synthetic.pcap")
     linktype, wrap = LINK_VARIANTS[variant]
     path = write_frames(tmp_path / "v.pcap", [(f[1], wrap(f[3])) for f in frames], linktype)
-    seqs = run("tshark", "-n", "-r", path, "-T", "fields", "-e", "tcp.stream", "-e", "tcp.seq_raw", "-e", "tcp.len")
-    assert seqs == run("tshark", "-n", "-r", CORPUS / "arkime/ntlm_synthetic.pcap", "-T", "fields",
-                       "-e", "tcp.stream", "-e", "tcp.seq_raw", "-e", "tcp.len")
+    seqs = run(
+        "tshark", "-n", "-r", path, "-T", "fields", "-e", "tcp.stream", "-e", "tcp.seq_raw", "-e", "tcp.len"
+    )
+    assert seqs == run(
+        "tshark",
+        "-n",
+        "-r",
+        CORPUS / "arkime/ntlm_synthetic.pcap",
+        "-T",
+        "fields",
+        "-e",
+        "tcp.stream",
+        "-e",
+        "tcp.seq_raw",
+        "-e",
+        "tcp.len",
+    )
     if variant.startswith("erspan"):
         assert run("tshark", "-n", "-r", path, "-Y", "erspan", "-T", "fields", "-e", "frame.number").split()
 
@@ -143,7 +173,6 @@ def _kerberos_as_rep() -> bytes:
     return frame
 
 
-@needs_corpus
 @pytest.mark.parametrize("order", ["in-order", "reversed", "shuffled-with-duplicates", "overlapping"])
 def test_ipv4_fragments_reassemble(order: str) -> None:
     frame = _kerberos_as_rep()
@@ -170,15 +199,16 @@ def test_ipv4_fragments_reassemble(order: str) -> None:
         assert decoder.stats["ip.fragment_overlaps"] > 0
 
 
-@needs_corpus
-@needs_tools
 def test_crafted_fragments_reassemble_in_tshark_too(tmp_path: Path) -> None:
     frame = _kerberos_as_rep()
-    path = write_frames(tmp_path / "frag.pcap", [(1.0 + i / 10, p) for i, p in enumerate(ipv4_fragments(frame, 256))], 1)
-    assert run("tshark", "-n", "-r", path, "-Y", "kerberos", "-T", "fields", "-e", "frame.number").split() == ["6"]
+    path = write_frames(
+        tmp_path / "frag.pcap", [(1.0 + i / 10, p) for i, p in enumerate(ipv4_fragments(frame, 256))], 1
+    )
+    assert run(
+        "tshark", "-n", "-r", path, "-Y", "kerberos", "-T", "fields", "-e", "frame.number"
+    ).split() == ["6"]
 
 
-@needs_corpus
 def test_incomplete_fragments_time_out_are_bounded_and_counted() -> None:
     frame = _kerberos_as_rep()
     decoder = Decoder(max_pending_fragments=3, fragment_timeout=30.0)
@@ -195,8 +225,6 @@ def test_incomplete_fragments_time_out_are_bounded_and_counted() -> None:
     assert decoder.stats["skipped.bad_fragment"] == 1
 
 
-@needs_corpus
-@needs_tools
 def test_ipv6_extension_headers_and_fragments(tmp_path: Path) -> None:
     frames = [f for f in _tcp_frames("arkime/ntlm_synthetic.pcap") if f[12:14] == b"\x86\xdd"]
     big = max(frames, key=len)
@@ -208,14 +236,18 @@ def test_ipv6_extension_headers_and_fragments(tmp_path: Path) -> None:
     assert got[:-1] == [None] * (len(parts) - 1) and got[-1] == want
     assert _decode_all(1, [parts[0]]) == [None]  # the rest never comes
     assert _decode_all(1, [ipv6_fragments(big, 4096)[0]]) == [want]  # atomic fragment (offset 0, no more)
-    path = write_frames(tmp_path / "v6.pcap", [(1.0, ipv6_with_extensions(big)), *((2.0, p) for p in parts)], 1)
-    assert run("tshark", "-n", "-r", path, "-Y", "tcp", "-T", "fields", "-e", "frame.number").split() == ["1", str(1 + len(parts))]
+    path = write_frames(
+        tmp_path / "v6.pcap", [(1.0, ipv6_with_extensions(big)), *((2.0, p) for p in parts)], 1
+    )
+    assert run("tshark", "-n", "-r", path, "-Y", "tcp", "-T", "fields", "-e", "frame.number").split() == [
+        "1",
+        str(1 + len(parts)),
+    ]
 
 
 # -- damage -----------------------------------------------------------------------------------------
 
 
-@needs_corpus
 def test_bad_headers_are_counted_never_raised() -> None:
     frames = _tcp_frames("suricata-verify/kerberoast.pcap")
     good = frames[3]
@@ -238,15 +270,28 @@ def test_bad_headers_are_counted_never_raised() -> None:
         (147, good, False, "unknown_linktype"),
         (147, good, False, "unknown_linktype"),
         (101, b"\x70" + good[15:], False, "bad_ip_version"),
-        (1, outer_ethernet(outer_ipv4(b"\x00\x01" + gre(good, 0x6558)[2:], 47)), False, "GRE version 1 (PPTP)"),
+        (
+            1,
+            outer_ethernet(outer_ipv4(b"\x00\x01" + gre(good, 0x6558)[2:], 47)),
+            False,
+            "GRE version 1 (PPTP)",
+        ),
         (1, outer_ethernet(outer_ipv4(gre(good, 0x0001), 47)), False, "GRE carrying an unknown protocol"),
     ]
     for linktype, data, truncated, reason in cases:
         assert decoder.decode(linktype, data, 1.0, truncated) is None, reason
-    assert decoder.stats == Counter({
-        "skipped.truncated": 2, "skipped.bad_ip_version": 2, "skipped.bad_ip_header": 1, "skipped.bad_ip_length": 1,
-        "skipped.non_ip": 1, "skipped.unknown_linktype": 2, "skipped.unsupported_tunnel": 2, "gre": 1,
-    })
+    assert decoder.stats == Counter(
+        {
+            "skipped.truncated": 2,
+            "skipped.bad_ip_version": 2,
+            "skipped.bad_ip_header": 1,
+            "skipped.bad_ip_length": 1,
+            "skipped.non_ip": 1,
+            "skipped.unknown_linktype": 2,
+            "skipped.unsupported_tunnel": 2,
+            "gre": 1,
+        }
+    )
     assert decoder.unknown_linktypes == Counter({147: 2})
     nested = good
     for _ in range(6):
@@ -255,7 +300,6 @@ def test_bad_headers_are_counted_never_raised() -> None:
     assert decoder.stats["skipped.tunnel_depth"] == 1
 
 
-@needs_corpus
 def test_snaplen_truncated_packet_reports_missing_bytes() -> None:
     frame = max(_tcp_frames("suricata-verify/kerberoast.pcap"), key=len)
     full = _decode_all(1, [frame])[0]
@@ -266,10 +310,13 @@ def test_snaplen_truncated_packet_reports_missing_bytes() -> None:
     assert cut[3] == full[3][:26] and cut[4] == len(full[3]) - 26
 
 
-@needs_corpus
 def test_random_damage_never_raises() -> None:
     rng = random.Random(20240501)
-    frames = [f[3] for name in ("zeek/erspan.pcap", "arkime/ntlm_synthetic.pcap") for f in read_frames(CORPUS / name)]
+    frames = [
+        f[3]
+        for name in ("zeek/erspan.pcap", "arkime/ntlm_synthetic.pcap")
+        for f in read_frames(CORPUS / name)
+    ]
     decoder = Decoder()
     linktypes = [0, 1, 12, 101, 108, 113, 228, 229, 276]
     for _ in range(6000):

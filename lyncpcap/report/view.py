@@ -1,0 +1,330 @@
+"""What every report shows the same way: labels, colours, safe URLs, relative times, client rows.
+
+Terminal, HTML, Markdown, Mermaid and the plots all take their words and colours from here, so a
+`webticket` step is the same colour in a timeline PNG as in the HTML table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from lyncpcap.model import Session, Step
+from lyncpcap.secrets import Secret
+
+if TYPE_CHECKING:
+    from lyncpcap.analysis import Analysis
+
+#: Protocol names as support engineers write them (the seed's "Authentication protocol" column).
+PROTOCOL_LABELS: dict[str, str] = {
+    "kerberos": "Kerberos",
+    "ntlm": "NTLM",
+    "soap": "SOAP",
+    "password": "OAuth password",
+    "anonymous": "SOAP (Anonymous)",
+    "passive": "Passive (AD FS)",
+    "certificate": "Certificate",
+    "tls-dsk": "TLS-DSK",
+    "digest": "Digest",
+    "unknown": "unknown",
+}
+
+#: One colour per step, shared by the plots and the HTML (colour-blind-safe tab10 order).
+STEP_COLOURS: dict[str, str] = {
+    "dns": "#7f7f7f",
+    "autodiscover": "#1f77b4",
+    "mex": "#17becf",
+    "webticket": "#ff7f0e",
+    "oauth": "#bcbd22",
+    "adfs": "#9467bd",
+    "certprov": "#8c564b",
+    "kerberos": "#2ca02c",
+    "sip-register": "#e377c2",
+    "ucwa": "#393b79",
+    "other": "#c7c7c7",
+}
+
+OUTCOME_COLOURS: dict[str, str] = {"success": "#1a7f37", "failure": "#cf222e", "incomplete": "#9a6700"}
+FAILURE_COLOUR = "#cf222e"
+SEVERITY_COLOURS: dict[str, str] = {"high": "#cf222e", "medium": "#bc4c00", "low": "#9a6700", "info": "#57606a"}
+#: rich styles for the terminal
+OUTCOME_STYLES: dict[str, str] = {"success": "green", "failure": "bold red", "incomplete": "yellow"}
+SEVERITY_STYLES: dict[str, str] = {"high": "bold red", "medium": "dark_orange", "low": "yellow", "info": "dim"}
+
+#: Query parameters of sign-in URLs that carry no credentials and help a reader (discovery hints,
+#: WS-Federation routing).  Every other parameter value is redacted like any other secret: a
+#: query string is where passwords (`?password=`), tokens and conference keys (`?xml=`) travel.
+HARMLESS_QUERY_PARAMETERS: frozenset[str] = frozenset(
+    {"sipuri", "originalDomain", "wa", "wtrealm", "wct", "wctx", "wreply", "legacy", "ReturnUrl", "ts"}
+)
+
+
+def safe_url(url: str | None, reveal: bool = False) -> str | None:
+    """The URL with query values redacted (`«redacted sha256:…»`) unless they are known harmless."""
+    if url is None or reveal or "?" not in url:
+        return url
+    base, _, query = url.partition("?")
+    fragment = ""
+    if "#" in query:
+        query, _, fragment = query.partition("#")
+    parts = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in HARMLESS_QUERY_PARAMETERS or not value or value.startswith("«redacted"):
+            parts.append(f"{quote(name, safe='')}={quote(value, safe='@:/')}" if value else quote(name, safe=""))
+        else:
+            parts.append(f"{quote(name, safe='')}={Secret('query', value).redacted()}")
+    return f"{base}?{'&'.join(parts)}" + (f"#{fragment}" if fragment else "")
+
+
+def url_path(url: str | None) -> str:
+    """Path of an HTTP URL without scheme, host or query; SIP and DNS targets as they are."""
+    if not url:
+        return ""
+    if "://" not in url:
+        return url
+    split = urlsplit(url)
+    return (split.path or "/") + ("?…" if split.query else "")
+
+
+def url_host(url: str | None) -> str | None:
+    if not url or "://" not in url:
+        return None
+    return urlsplit(url).hostname
+
+
+def truncate(text: str, width: int) -> str:
+    """Shorten to `width` characters, keeping the end of a path (the telling part) when possible."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    return text[: width - 1] + "…"
+
+
+def truncate_path(path: str, width: int) -> str:
+    """`/WebTicket/WebTicketService.svc/mex` → `/…/WebTicketService.svc/mex`: keep the last segments."""
+    if len(path) <= width:
+        return path
+    segments = path.split("/")
+    tail = segments[-1]
+    for i in range(len(segments) - 2, 0, -1):
+        candidate = "/".join(segments[i:])
+        if len(candidate) + 3 > width:
+            break
+        tail = candidate
+    short = "/…/" + tail if not tail.startswith("/") else "/…" + tail
+    return short if len(short) <= width else truncate(path, width)
+
+
+def status_text(step: Step) -> str:
+    return "—" if step.status is None else str(step.status)
+
+
+def request_text(step: Step, width: int = 60) -> str:
+    """`METHOD /path` (HTTP), `REGISTER sip:contoso.com` (SIP), `A lyncdiscover.contoso.com` (DNS)."""
+    method = step.method or ""
+    target = url_path(step.url)
+    room = max(8, width - len(method) - 1)
+    target = truncate_path(target, room) if target.startswith("/") else truncate(target, room)
+    return f"{method} {target}".strip()
+
+
+def arrow_label(step: Step, width: int = 60) -> str:
+    """`METHOD /path → status`, shortened to `width` characters (the status always survives)."""
+    status = status_text(step)
+    tail = f" → {status}"
+    return request_text(step, max(12, width - len(tail))) + tail
+
+
+def ms(seconds: float) -> str:
+    """A duration in milliseconds (`59 ms`); from ten seconds on in seconds (`90.6 s`)."""
+    if seconds < 10:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.1f} s"
+
+
+def offset(seconds: float) -> str:
+    """A time relative to the session start: `+0.000 s`, `+1.204 s`, `+90.6 s`."""
+    if seconds < 100:
+        return f"+{seconds:.3f} s"
+    return f"+{seconds:.1f} s"
+
+
+def clock(ts: float) -> str:
+    """Wall-clock UTC time of day with milliseconds, for tables (`08:12:05.124`)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def stamp(ts: float) -> str:
+    """Date and UTC time, for headings (`2014-02-20 08:12:05 UTC`)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def protocol_label(protocol: str | None) -> str:
+    if protocol is None:
+        return ""
+    return PROTOCOL_LABELS.get(protocol, protocol)
+
+
+def client_label(kind: str, location: str) -> str:
+    """`Lync 2013 desktop (external network)`, as the seed table names its rows."""
+    if location in ("internal", "external"):
+        return f"{kind} ({location} network)"
+    return f"{kind} (location unknown)"
+
+
+def user_text(session: Session) -> str:
+    return session.user or "(no identity seen)"
+
+
+def failure_text(session: Session) -> str:
+    """`webticket: NTLM credentials refused: …` or the empty string."""
+    if not session.failure:
+        return ""
+    return f"{session.failure.get('step', '?')}: {session.failure.get('reason', '')}"
+
+
+def failed_step(session: Session) -> Step | None:
+    """The step the session failed at: the last failed step named by `Session.failure`."""
+    if not session.failure:
+        return None
+    failing = [s for s in session.steps if s.result == "failure" or s.failure_reason]
+    wanted = session.failure.get("step")
+    same = [s for s in failing if s.step == wanted]
+    if same:
+        return same[-1]
+    if failing:
+        return failing[-1]
+    named = [s for s in session.steps if s.step == wanted]
+    return named[-1] if named else None
+
+
+def is_failure(step: Step) -> bool:
+    return step.result == "failure" or bool(step.failure_reason)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRow:
+    """A row of the seed's "Client / Authentication protocol" table, with outcome counts."""
+
+    client: str
+    kind: str
+    location: str
+    protocols: str
+    sessions: int
+    succeeded: int
+    failed: int
+    median_s: float
+
+
+def client_rows(analysis: Analysis) -> list[ClientRow]:
+    rows = []
+    for r in analysis.client_rows():
+        protos: Iterable[Any] = r["auth_protocols"]
+        rows.append(
+            ClientRow(
+                client=client_label(str(r["kind"]), str(r["location"])),
+                kind=str(r["kind"]),
+                location=str(r["location"]),
+                protocols=", ".join(protocol_label(str(p)) for p in protos),
+                sessions=int(r["sessions"]),
+                succeeded=int(r["succeeded"]),
+                failed=int(r["failed"]),
+                median_s=float(r["median_duration_s"]),
+            )
+        )
+    return rows
+
+
+def outcome_counts(sessions: list[Session]) -> dict[str, int]:
+    counts = {"success": 0, "failure": 0, "incomplete": 0}
+    for s in sessions:
+        counts[s.outcome] = counts.get(s.outcome, 0) + 1
+    return counts
+
+
+# -- the participants of a session (ladder diagram, Mermaid) --------------------------------------
+
+#: Lane roles in the order a ladder draws them, left to right.
+ROLE_ORDER: tuple[str, ...] = (
+    "Client",
+    "Reverse proxy",
+    "DNS resolver",
+    "Front end",
+    "Web server",
+    "AD FS",
+    "KDC",
+    "Edge / registrar",
+    "Host",
+)
+#: The role of the server a step talks to, by step name (HTTP steps go by host, see `_server_role`).
+_SERVER_ROLE_BY_STEP: dict[str, str] = {"dns": "DNS resolver", "kerberos": "KDC", "sip-register": "Edge / registrar"}
+
+
+@dataclass(slots=True)
+class Lane:
+    key: str  # the address the lane stands for
+    roles: list[str]
+    names: list[str]  # host names seen for it (HTTP Host, SIP server FQDN)
+
+    @property
+    def role(self) -> str:
+        ordered = sorted(set(self.roles), key=ROLE_ORDER.index)
+        return " / ".join(ordered) if ordered else "Host"
+
+    @property
+    def rank(self) -> int:
+        return min((ROLE_ORDER.index(r) for r in self.roles), default=len(ROLE_ORDER))
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One arrow of a sequence: `src` lane → `dst` lane, with the observed step."""
+
+    step: Step
+    src: str
+    dst: str
+    via: str | None  # the client lane when the request was relayed by a reverse proxy
+    offset_s: float
+
+
+def _server_role(step: Step) -> str:
+    if step.step in _SERVER_ROLE_BY_STEP:
+        return _SERVER_ROLE_BY_STEP[step.step]
+    path = url_path(step.url).lower()
+    host = (url_host(step.url) or str(step.facts.get("host") or "")).lower()
+    if step.step == "adfs" and (path.startswith("/adfs/") or host.startswith(("adfs", "sts", "fs."))):
+        return "AD FS"
+    if step.facts.get("lync") or step.step in {"autodiscover", "mex", "webticket", "oauth", "certprov", "ucwa", "adfs"}:
+        return "Front end"
+    return "Web server"
+
+
+def sequence(session: Session) -> tuple[list[Lane], list[Message]]:
+    """Lanes (client, reverse proxy, servers by role) and one message per step of `session`."""
+    lanes: dict[str, Lane] = {}
+
+    def lane(key: str, role: str, name: str | None = None) -> None:
+        item = lanes.setdefault(key, Lane(key, [], []))
+        if role not in item.roles:
+            item.roles.append(role)
+        if name and name not in item.names:
+            item.names.append(name)
+
+    client = session.client_address
+    lane(client, "Client")
+    messages: list[Message] = []
+    for st in session.steps:
+        forwarded = bool(st.facts.get("forwarded")) and st.src != client
+        if forwarded:
+            lane(st.src, "Reverse proxy")
+        elif st.src != client:
+            lane(st.src, "Client" if st.src == st.client else "Host")
+        server_name = st.facts.get("host") or url_host(st.url) or st.facts.get("server_fqdn")
+        lane(st.dst, _server_role(st), str(server_name) if server_name and st.step != "dns" else None)
+        messages.append(Message(st, st.src, st.dst, client if forwarded else None, max(0.0, st.time - session.start)))
+    ordered = sorted(lanes.values(), key=lambda x: x.rank)  # stable: first appearance breaks ties
+    return ordered, messages
