@@ -15,6 +15,7 @@ from lyncpcap.errors import CaptureError
 
 # Importing the command modules registers their commands on `app`.
 from lyncpcap.commands import analyze as _analyze  # noqa: E402,F401
+from lyncpcap.commands import audit as _audit  # noqa: E402,F401
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
@@ -27,7 +28,10 @@ def fail(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False)
+        # without standalone mode click returns an Exit's code instead of raising it
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except CaptureError as exc:
         fail(f"lyncpcap: error: {exc}")
         sys.exit(EXIT_INPUT)

@@ -95,6 +95,7 @@ def build(sessions: list[Session], steps: list[Step], auth: list[AuthExchange], 
         for s in sessions
         if s.location == "external"
         and s.outcome == "success"
+        and s.auth_protocol != "anonymous"
         and not any(st.step == "adfs" and (st.facts.get("mfa") or st.facts.get("mfa_prompt")) for st in s.steps)
     ]
     if no_mfa:
@@ -130,6 +131,13 @@ def build(sessions: list[Session], steps: list[Step], auth: list[AuthExchange], 
         if len(best) >= t.lockout_failures:
             sources = sorted({s.client for s in best})
             span = best[-1].time - best[0].time
+            pattern = _retry_pattern(best)
+            automatic = (
+                f" The failures look automatic ({pattern}): a device keeps trying a saved password the user is no "
+                "longer typing."
+                if pattern
+                else ""
+            )
             findings.append(
                 Finding(
                     id="lockout-risk",
@@ -138,8 +146,7 @@ def build(sessions: list[Session], steps: list[Step], auth: list[AuthExchange], 
                     detail=(
                         f"{len(best)} failed authentications of {shown_name[key]} within {span:.0f} s "
                         f"from {', '.join(sources)}. Repeated failures lock the Active Directory account "
-                        "(a denial of service beyond Lync). A device with a stale saved password retries on "
-                        "its own, without the user typing anything."
+                        "(a denial of service beyond Lync)." + automatic
                     ),
                     sessions=tuple(sorted({s.session for s in best if s.session})),
                     evidence=tuple(f"frame {s.frame} {s.step} {s.auth} from {s.client}: {s.failure_reason}" for s in best[:20]),
@@ -225,6 +232,8 @@ def build(sessions: list[Session], steps: list[Step], auth: list[AuthExchange], 
             )
         )
 
+    findings.extend(_config_findings(steps, sessions))
+
     # kerberos-fallback-ntlm -------------------------------------------------------------------
     fallback = []
     for s in sessions:
@@ -255,6 +264,119 @@ def build(sessions: list[Session], steps: list[Step], auth: list[AuthExchange], 
             )
         )
     return findings
+
+
+# ----------------------------------------------------------------------------------------------
+# what the servers advertise
+# ----------------------------------------------------------------------------------------------
+
+#: advertised mechanism → the method family it enables
+MEX_FAMILIES = {
+    "windows": "windows",
+    "ntlm": "windows",
+    "password": "password",
+    "certificate": "certificate",
+    "anonymous": "anonymous",
+    "pin": "pin",
+    "passive": "passive",
+    "wsfed-bearer": "passive",
+    "oauth": "oauth",
+}
+HTTP_FAMILIES = {"negotiate": "windows", "ntlm": "windows", "basic": "password"}
+GRANT_FAMILIES = {
+    "password": "password",
+    "urn:microsoft.rtc:windows": "windows",
+    "urn:microsoft.rtc:anonmeeting": "anonymous",
+    "urn:microsoft.rtc:passive": "passive",
+}
+SIP_FAMILIES = {"ntlm": "windows", "kerberos": "windows", "tls-dsk": "certificate", "digest": "password"}
+#: methods that let domain credentials in without AD FS (what passive authentication is meant to replace)
+BYPASS = ("windows", "password", "pin")
+
+
+def server_methods(steps: list[Step]) -> dict[str, dict[str, list[str]]]:
+    """Per server: method family → where it was seen advertised (MEX ports, 401 challenges, grants)."""
+    out: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for s in steps:
+        server = str(s.facts.get("server_fqdn") or (s.facts.get("host") or "").split(":")[0] or s.dst).lower()
+        for m in s.facts.get("mex_methods") or []:
+            fam = MEX_FAMILIES.get(m)
+            if fam:
+                out[server][fam].append(f"MEX port ({m}), frame {s.frame}")
+        for scheme in s.facts.get("offered") or []:
+            low = scheme.lower()
+            fam = SIP_FAMILIES.get(low) if s.step == "sip-register" else HTTP_FAMILIES.get(low)
+            if fam:
+                where = "SIP 401" if s.step == "sip-register" else "HTTP 401"
+                out[server][fam].append(f"{where} offers {scheme}, frame {s.frame}")
+        for g in s.facts.get("oauth_grants") or []:
+            fam = GRANT_FAMILIES.get(g)
+            if fam:
+                out[server][fam].append(f"MsRtcOAuth grant_type {g}, frame {s.frame}")
+    return {k: dict(v) for k, v in out.items() if v}
+
+
+def _config_findings(steps: list[Step], sessions: list[Session]) -> list[Finding]:
+    found: list[Finding] = []
+    methods = server_methods(steps)
+    if not methods:
+        return found
+    lines = [f"{server}: {', '.join(sorted(fams))}" for server, fams in sorted(methods.items())]
+    found.append(
+        Finding(
+            id="server-auth-methods",
+            severity="info",
+            title="Authentication methods the servers advertise",
+            detail="From WebTicket MEX ports, HTTP and SIP 401 challenges and MsRtcOAuth grant types: " + "; ".join(lines) + ".",
+            sessions=(),
+            evidence=tuple(f"{server} {fam}: {where[0]}" for server, fams in sorted(methods.items()) for fam, where in sorted(fams.items())),
+            advice=(
+                "Compare with the intended configuration (Get-CsWebServiceConfiguration: UseWindowsAuth, "
+                "UseCertificateAuth, UsePinAuth, UseWsFedPassiveAuth, AllowAnonymousAccessToLWAConference; "
+                "Get-CsProxyConfiguration for SIP)."
+            ),
+        )
+    )
+    all_fams = {fam for fams in methods.values() for fam in fams}
+    if "passive" in all_fams:
+        open_ = sorted({(server, fam) for server, fams in methods.items() for fam in fams if fam in BYPASS})
+        if open_:
+            found.append(
+                Finding(
+                    id="passive-with-other-methods",
+                    severity="high",
+                    title="Passive (AD FS) authentication is configured but other methods are still open",
+                    detail=(
+                        "Two-factor authentication through AD FS only protects sign-in when nothing else is accepted; "
+                        "these servers still offer: " + ", ".join(f"{fam} on {server}" for server, fam in open_) + "."
+                    ),
+                    sessions=tuple(s.id for s in sessions if s.auth_protocol in ("ntlm", "kerberos", "soap", "password")),
+                    evidence=tuple(f"{server} {fam}: {methods[server][fam][0]}" for server, fam in open_),
+                    advice=(
+                        "On the pool's web service configuration set -UseWindowsAuth None -UseCertificateAuth $false "
+                        "-UsePinAuth $false (certificate auth is still needed for the client to get a web ticket "
+                        "only where the documentation says so), and disable Kerberos and NTLM for SIP on the Edge "
+                        "and Registrar: New-CsProxyConfiguration -UseKerberosForClientToProxyAuth $false "
+                        "-UseNtlmForClientToProxyAuth $false."
+                    ),
+                )
+            )
+    return found
+
+
+def _retry_pattern(lst: list[Step]) -> str | None:
+    """'every ~N s' when one source retries at a steady pace (a device, not a person typing)."""
+    by_src: dict[str, list[float]] = defaultdict(list)
+    for s in lst:
+        by_src[s.client].append(s.time)
+    for src, times in by_src.items():
+        if len(times) < 3:
+            continue
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        mean = sum(gaps) / len(gaps)
+        if mean > 0 and max(gaps) - min(gaps) <= 0.25 * mean:
+            return f"{src} retries every ~{mean:.0f} s"
+    return None
 
 
 def _densest(lst: list[Step], window: float) -> list[Step]:

@@ -7,13 +7,11 @@ given authentication, CertProv, a REGISTER handshake, UCWA) and records its step
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
-
 from lyncpcap.lab import krb5, lync
 from lyncpcap.lab.fixtures import certificate, tls_dsk
 from lyncpcap.lab.netsim import Host
 from lyncpcap.lab.ntlmmsg import NtlmClient, challenge
-from lyncpcap.lab.world import DOMAIN, NETBIOS, REALM, Client, Conn
+from lyncpcap.lab.world import DOMAIN, NETBIOS, REALM, Client, Conn, ntlm_response_secret
 
 DESKTOP_UA = "UCCAPI/15.0.4569.1503 OC/15.0.4569.1503 (Microsoft Lync)"
 DESKTOP_HTTP_UA = "OC/15.0.4569.1503 (Microsoft Lync)"
@@ -208,7 +206,6 @@ def webticket_ntlm(
 def webticket_usernametoken(c: Client, server: Host, web: str, *, user: str, password: str, applies_to: str, accept: bool = True, fault: tuple[int, str] = (28020, "No valid security token.")) -> str | None:
     rng = c.rng
     c.cap.secret(password)
-    c.cap.secret(lync.b64(password.encode()))
     body = lync.rst(applies_to=applies_to, sip_uri=None, rng=rng, token_type=lync.CWT_TOKEN, username=f"{NETBIOS}\\{user}", password=password, now=c.cap.when)
     ticket: list[str] = []
 
@@ -353,7 +350,6 @@ def sip_ntlm(c: Client, leg: SipLeg, *, user: str, password: str, workstation: s
     """Connectionless NTLM (MS-SIPAE): empty gssapi-data → 401 CHALLENGE → AUTHENTICATE → 200 / 403."""
     rng = c.rng
     fe = c.w.fe
-    c.cap.secret(password)
     opaque = rng.randbytes(4).hex().upper()
     ch = challenge(target_name=NETBIOS, nb_domain=NETBIOS, nb_computer="FE01", dns_domain=DOMAIN, dns_computer=fe,
                    dns_tree=DOMAIN, timestamp=c.cap.when, rng=rng, datagram=True)
@@ -361,6 +357,7 @@ def sip_ntlm(c: Client, leg: SipLeg, *, user: str, password: str, workstation: s
               [lync.sip_continue("NTLM", target=fe, opaque=opaque, gssapi=ch)])
     client = NtlmClient(user, NETBIOS, password, workstation, rng=rng, variant=variant)
     t3 = client.authenticate(ch)
+    c.cap.secret(ntlm_response_secret(t3))
     auth = lync.sip_auth("NTLM", target=fe, gssapi=t3, opaque=opaque)
     if reject:
         status, reason, diag = reject
@@ -375,10 +372,8 @@ def sip_ntlm(c: Client, leg: SipLeg, *, user: str, password: str, workstation: s
 def oauth_token(c: Client, server: Host, web: str, grant: str, *, accept: bool = True, error: str = "invalid_grant",
                 headers: list[tuple[str, str]] | None = None, passive_uri: str | None = None, expires: int = 28799, **fields: str) -> str | None:
     rng = c.rng
-    for k in ("password",):
-        if k in fields:
-            c.cap.secret(fields[k])
-            c.cap.secret(quote(fields[k], safe=""))
+    if "password" in fields:
+        c.cap.secret(fields["password"])
     token: list[str] = []
 
     def resp(ts: float) -> bytes:

@@ -222,7 +222,6 @@ def meet_and_lwa(c: Client, w: Contoso, server: Any, *, lwa_page: bool = True) -
                                              content_type="text/html; charset=utf-8", ts=ts, lync=w.fe, rng=rng))
     if lwa_page:
         conf = lync.b64(f"<conf-info><conf-uri>sip:gina@{DOMAIN};gruu;opaque=app:conf:focus:id:{CONF_ID}</conf-uri><conf-key>7XK2Q9PD</conf-key></conf-info>".encode())
-        c.cap.secret(conf)
         c.http(server, w.ext_web, "GET", f"/lwa/WebPages/LwaClient.aspx?legacy=False&xml={conf}", step="other",
                response=lambda ts: lync.response(200, body=b"<!DOCTYPE html><html><head><title>Lync Web App</title></head><body><div id=\"lwa\"></div></body></html>",
                                                  content_type="text/html; charset=utf-8", ts=ts, lync=w.fe, rng=rng))
@@ -304,15 +303,16 @@ def lwa_guests(cap: Capture) -> None:
 # -----------------------------------------------------------------------------------------------
 
 PASSIVE_PORTS = ["WsFedPassive", "WebTicketServiceCert"]
+MISCONFIGURED_PASSIVE_PORTS = ["WsFedPassive", "WebTicketServiceWinNegotiate", "WebTicketServiceCert"]
 
 
-def passive_start(c: Client, w: Contoso, user: str) -> tuple[str, str]:
+def passive_start(c: Client, w: Contoso, user: str, *, ports: list[str] = PASSIVE_PORTS) -> tuple[str, str]:
     """Discovery at a 2FA pool up to the AD FS sign-in page; returns (wtrealm, wctx)."""
     rng = c.rng
     c.dns("lyncdiscoverinternal.contoso.com")
     discover_xml(c, w.fe_host, "lyncdiscoverinternal.contoso.com", sip(user), web=w.pool)
     user_401(c, w.fe_host, w.pool)
-    mex(c, w.fe_host, w.pool, PASSIVE_PORTS)
+    mex(c, w.fe_host, w.pool, ports)
     realm = f"https://{w.pool}/passiveauth/"
     wctx = f"rm=0&id=passive&ru=%2fPassiveAuth%2f{rng.randbytes(6).hex()}"
     location = (
@@ -331,7 +331,6 @@ def passive_start(c: Client, w: Contoso, user: str) -> tuple[str, str]:
 def adfs_forms(c: Client, w: Contoso, user: str, password: str, path_query: str, *, page: Callable[[float], bytes]) -> None:
     c.cap.secret(password)
     form = f"UserName={quote(user + '@' + DOMAIN)}&Password={quote(password, safe='')}&AuthMethod=FormsAuthentication".encode()
-    c.cap.secret(quote(password, safe=""))
     c.http(w.adfs_host, w.adfs, "POST", path_query, step="adfs", body=form, content_type="application/x-www-form-urlencoded",
            response=page, think=(0.08, 0.25))
 
@@ -570,7 +569,7 @@ def adfs_failures(cap: Capture) -> None:
     t = cap.session(kind="Lync 2013 desktop", location="internal", address="10.0.10.81", user="sam@contoso.com",
                     auth_protocol="passive", outcome="failure", failure_step="adfs")
     c = Client(cap, w, pc, t, ua=DESKTOP_HTTP_UA, rtt=0.0006)
-    realm, wctx = passive_start(c, w, "sam")
+    realm, wctx = passive_start(c, w, "sam", ports=MISCONFIGURED_PASSIVE_PORTS)
     ls = f"/adfs/ls/?wa=wsignin1.0&wtrealm={quote(realm, safe='')}&wctx={quote(wctx, safe='')}"
     adfs_forms(c, w, "sam", "Sam-forgot", ls,
                page=lambda ts: lync.response(200, body=lync.adfs_login_page(ls, error="Incorrect user ID or password. Type the correct user ID and password, and try again."),
@@ -582,7 +581,7 @@ def adfs_failures(cap: Capture) -> None:
                      auth_protocol="passive", outcome="failure", failure_step="adfs")
     c2 = Client(cap, w, pc2, t2, ua=DESKTOP_HTTP_UA, rtt=0.0006)
     rng = cap.rng
-    realm, wctx = passive_start(c2, w, "tina")
+    realm, wctx = passive_start(c2, w, "tina", ports=MISCONFIGURED_PASSIVE_PORTS)
     ls = f"/adfs/ls/?wa=wsignin1.0&wtrealm={quote(realm, safe='')}&wctx={quote(wctx, safe='')}"
     context = rng.randbytes(24).hex()
     adfs_forms(c2, w, "tina", "Tina*Secure1", ls,
@@ -594,7 +593,9 @@ def adfs_failures(cap: Capture) -> None:
             response=lambda ts: lync.response(200, body=lync.adfs_error_page(activity), content_type="text/html; charset=utf-8", ts=ts),
             think=(2.0, 4.0))
     c2.close_all()
+    cap.findings += ["passive-with-other-methods"]
     cap.notes.append("sam mistypes his AD FS password; tina passes both factors but AD FS fails issuing the token (MSIS7012)")
+    cap.notes.append("the pool offers WS-Fed passive but still also Windows authentication in its MEX: two-factor can be bypassed")
 
 
 # -----------------------------------------------------------------------------------------------

@@ -369,7 +369,6 @@ class Client:
         new: bool = True,
     ) -> None:
         rng = self.rng
-        self.cap.secret(password)
         fqdn = self.w.server_fqdn.get(server.name, host_header)
         offers = [("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", "NTLM")]
         if anonymous_first:
@@ -393,9 +392,18 @@ class Client:
                   headers=[("Authorization", f"{scheme} {lync.b64(t1)}"), *(extra_headers or [])],
                   response=lambda ts: lync.response(401, [("WWW-Authenticate", f"{scheme} {lync.b64(ch)}")], ts=ts, lync=fqdn, rng=rng))
         t3 = client.authenticate(ch, spn=f"HTTP/{host_header}")
+        self.cap.secret(ntlm_response_secret(t3))
         self.http(server, host_header, method, target, step=step, body=body, content_type=content_type,
                   headers=[("Authorization", f"{scheme} {lync.b64(t3)}"), *(extra_headers or [])], response=final,
                   think=(0.03, 0.12))
+
+
+def ntlm_response_secret(authenticate: bytes) -> str:
+    """What of an NTLM AUTHENTICATE is secret on the wire: NTProofStr (v2) or the whole NT response (v1)."""
+    from spnego._ntlm_raw.messages import Authenticate
+
+    nt = Authenticate.unpack(authenticate).nt_challenge_response
+    return (nt[:16] if len(nt) > 24 else nt).hex()
 
 
 def nxdomain(client: Client, name: str, qtype: str = "A") -> None:

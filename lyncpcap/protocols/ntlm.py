@@ -122,10 +122,25 @@ class NtlmMessage:
     # AUTHENTICATE: AV pairs of the NTLMv2 client blob (same keys as target_info; "target_name" is the SPN
     # the client meant, e.g. "HTTP/pool.contoso.com", "channel_bindings" is present when bound)
     client_info: dict[str, str] = field(default_factory=dict)
+    # CHALLENGE: the server challenge; AUTHENTICATE: the responses.  The responses are secrets
+    # (crackable offline): kept out of repr, only ever shown through lyncpcap.secrets.Secret.
+    server_challenge: bytes = field(default=b"", repr=False)
+    lm_response: bytes = field(default=b"", repr=False)
+    nt_response: bytes = field(default=b"", repr=False)
 
     @property
     def name(self) -> str:
         return MESSAGE_NAMES[self.message_type]
+
+    def crackable(self, server_challenge: bytes) -> str | None:
+        """The AUTHENTICATE response in the common NetNTLMv1/v2 text form (user::domain:…), or None."""
+        if self.message_type != AUTHENTICATE_MESSAGE or not self.nt_response or len(server_challenge) != 8:
+            return None
+        chal = server_challenge.hex()
+        if len(self.nt_response) > 24:
+            nt = self.nt_response
+            return f"{self.user}::{self.domain}:{chal}:{nt[:16].hex()}:{nt[16:].hex()}"
+        return f"{self.user}::{self.domain}:{self.lm_response.hex()}:{self.nt_response.hex()}:{chal}"
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -301,6 +316,7 @@ def _challenge(mv: memoryview) -> NtlmMessage:
     )
     target_info = parse_av_pairs(_payload(mv, info_f, 48, "TargetInfo")) if info_f.length else {}
     return NtlmMessage(
+        server_challenge=bytes(mv[24:32]),
         message_type=CHALLENGE_MESSAGE,
         flags=flags,
         version=_version(mv, 48, header_end, flags),
@@ -368,6 +384,8 @@ def _authenticate(mv: memoryview) -> NtlmMessage:
         ntlm_version=_classify(user, lm, nt, flags),
         mic_present=mic_present,
         client_info=client_info,
+        lm_response=bytes(lm),
+        nt_response=bytes(nt),
     )
 
 

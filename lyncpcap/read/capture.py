@@ -7,6 +7,7 @@ not grow with the file.  Damage at the end of a file becomes a warning, not an e
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import zlib
@@ -21,8 +22,11 @@ __all__ = ["Capture", "Record", "open_capture"]
 
 #: (frame number, timestamp in seconds since the epoch, link type, captured bytes, original length)
 Record = tuple[int, float, int, bytes, int]
+_Buffer = bytes | mmap.mmap
 
 CHUNK = 1 << 20
+#: Plain files are read through a sliding memory map of this size (no copying into buffers).
+WINDOW = 8 << 20
 #: wiretap's WTAP_MAX_PACKET_SIZE_STANDARD: larger records mean a damaged file.
 MAX_PACKET = 262144
 #: A pcapng block holding a maximal packet plus generous options; larger means damage.
@@ -156,6 +160,8 @@ class Capture:
         self._head = head  # bytes already read from source during sniffing
         self._iterated = False
         self._damage_reported = False
+        self._mapped = not self.compressed  # plain files: map WINDOW bytes at a time
+        self._base = 0  # file offset of the buffer being read (mapped mode)
         self._update_position()
         if fmt == "pcap":
             self._parse_pcap_header()
@@ -193,8 +199,25 @@ class Capture:
         except (OSError, ValueError):
             pass
 
-    def _more(self, buf: bytes, off: int, need: int) -> bytes:
-        """Return the unread tail of `buf` extended with at least `need` bytes if the file has them."""
+    def _more(self, buf: _Buffer, off: int, need: int) -> tuple[_Buffer, int]:
+        """A buffer holding the unread bytes from `buf[off:]` on, at least `need` of them if the
+        file has them, and the offset where they start in it."""
+        if self._mapped:
+            filepos = self._base + off
+            base = filepos - filepos % mmap.ALLOCATIONGRANULARITY
+            length = min(max(WINDOW, filepos - base + need), self.size_bytes - base)
+            if length <= 0:
+                return b"", 0
+            try:
+                window = mmap.mmap(self._raw.fileno(), length, access=mmap.ACCESS_READ, offset=base)
+            except (OSError, ValueError):  # not mappable (a pipe, an odd file system): read instead
+                self._mapped = False
+                self._raw.seek(filepos)
+                buf, off = b"", 0
+            else:
+                self._base = base
+                self.position = base + length
+                return window, filepos - base
         rest = buf[off:]
         parts = [rest]
         have = len(rest)
@@ -211,11 +234,14 @@ class Capture:
             self._damage_reported = True
             self.warnings.append(f"compressed data is damaged or cut short: {error}")
         self._update_position()
-        return b"".join(parts)
+        return b"".join(parts), 0
 
     def _finish(self, frame: int) -> None:
         self.frames = frame
-        self._update_position()
+        if self._mapped:
+            self.position = self.size_bytes
+        else:
+            self._update_position()
         self.close()
 
     # -- pcap ----------------------------------------------------------------------------------
@@ -239,18 +265,17 @@ class Capture:
         linktype = self._linktype
         snaplen = self._snaplen
         over_snaplen = 0
-        buf = self._head
+        buf: _Buffer = self._head
         off = 24
         end = len(buf)
         frame = 0
         try:
             while True:
                 if end - off < 16:
-                    buf = self._more(buf, off, 16)
-                    off = 0
+                    buf, off = self._more(buf, off, 16)
                     end = len(buf)
-                    if end < 16:
-                        if end:
+                    if end - off < 16:
+                        if end > off:
                             self.warnings.append(f"truncated record at end of file (frame {frame + 1})")
                         break
                 sec, frac, caplen, wirelen = unpack(buf, off)
@@ -263,11 +288,10 @@ class Capture:
                     )
                     break
                 if stop > end:
-                    buf = self._more(buf, off, 16 + caplen)
-                    off = 0
+                    buf, off = self._more(buf, off, 16 + caplen)
                     end = len(buf)
-                    start = 16
-                    stop = 16 + caplen
+                    start = off + 16
+                    stop = start + caplen
                     if stop > end:
                         self.warnings.append(f"truncated record at end of file (frame {frame + 1})")
                         break
@@ -308,7 +332,7 @@ class Capture:
         epb = s["epb"]
         # per interface: (link type, timestamp divisor, timestamp offset, snaplen)
         interfaces: list[tuple[int, int, int, int]] = []
-        buf = self._head
+        buf: _Buffer = self._head
         off = 0
         end = len(buf)
         frame = 0
@@ -317,20 +341,18 @@ class Capture:
         try:
             while True:
                 if end - off < 12:
-                    buf = self._more(buf, off, 12)
-                    off = 0
+                    buf, off = self._more(buf, off, 12)
                     end = len(buf)
-                    if end < 12:
-                        if end:
+                    if end - off < 12:
+                        if end > off:
                             warn(f"truncated block at end of file (after frame {frame})")
                         break
                 btype, blen = block_head(buf, off)
                 if btype == _BT_SHB:
                     if end - off < 16:
-                        buf = self._more(buf, off, 16)
-                        off = 0
+                        buf, off = self._more(buf, off, 16)
                         end = len(buf)
-                        if end < 16:
+                        if end - off < 16:
                             warn(f"truncated section header block at end of file (after frame {frame})")
                             break
                     bom = buf[off + 8 : off + 12]
@@ -353,10 +375,9 @@ class Capture:
                     )
                     break
                 if end - off < blen:
-                    buf = self._more(buf, off, blen)
-                    off = 0
+                    buf, off = self._more(buf, off, blen)
                     end = len(buf)
-                    if end < blen:
+                    if end - off < blen:
                         what = (
                             f"frame {frame + 1}"
                             if btype in (_BT_EPB, _BT_SPB, _BT_PB)
@@ -438,7 +459,7 @@ class Capture:
 
     @staticmethod
     def _interface(
-        buf: bytes, off: int, blen: int, s: dict[str, Callable[..., tuple[int, ...]]]
+        buf: _Buffer, off: int, blen: int, s: dict[str, Callable[..., tuple[int, ...]]]
     ) -> tuple[int, int, int, int]:
         linktype, _reserved, snaplen = s["idb"](buf, off + 8)
         divisor = 1_000_000

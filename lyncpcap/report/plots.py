@@ -16,7 +16,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter
 
 from lyncpcap.model import STEPS, Session
 from lyncpcap.report import view
@@ -45,33 +44,37 @@ def _unit(span_s: float) -> tuple[str, float]:
     return "h", 3600.0
 
 
-def _time_axis(ax: Axes, span_s: float, label: str) -> None:
+def _time_axis(ax: Axes, span_s: float, label: str) -> float:
+    """Label the x axis in a unit that suits `span_s`; returns the divisor to apply to seconds."""
     name, per = _unit(span_s)
-
-    def fmt(x: float, _pos: int | None) -> str:
-        v = x / per
-        return f"{v:.0f}" if abs(v) >= 10 or v == int(v) else f"{v:.1f}"
-
-    ax.xaxis.set_major_formatter(FuncFormatter(fmt))
     ax.set_xlabel(f"{label} ({name})", fontsize=LABEL_FONT + 1)
-    ax.set_xlim(0, span_s * 1.02 if span_s > 0 else 0.001)
+    ax.set_xlim(0, (span_s if span_s > 0 else 0.001) * 1.02 / per)
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
     ax.tick_params(axis="x", labelsize=LABEL_FONT)
+    return per
 
 
-def _step_legend(fig: Figure, steps: Sequence[str], failures: bool, extra: list[Patch | Line2D] | None = None) -> None:
+_MARKERS = {"fatal": "X", "refused": "o"}
+_MARKER_LABELS = {"fatal": "the session failed here", "refused": "refused, the session went on"}
+
+
+def _step_legend(fig: Figure, steps: Sequence[str], states: set[str]) -> None:
     present = [s for s in STEPS if s in set(steps)]
     handles: list[Patch | Line2D] = [Patch(facecolor=view.STEP_COLOURS[s], label=s) for s in present]
-    if failures:
-        handles.append(
-            Line2D([], [], marker="X", color="none", markerfacecolor=view.FAILURE_COLOUR, markeredgecolor="white",
-                   markersize=9, label="failed step")
-        )
-    handles.extend(extra or [])
+    for state in ("fatal", "refused"):
+        if state in states:
+            handles.append(
+                Line2D([], [], marker=_MARKERS[state], color="none", markerfacecolor=view.STATE_COLOURS[state],
+                       markeredgecolor="white", markersize=9, label=_MARKER_LABELS[state])
+            )
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 7), fontsize=LABEL_FONT,
-                   frameon=False)
+        # as few rows as the width allows, with the entries spread evenly over them
+        room = WIDTH_IN * 72 * 0.9
+        used = sum(len(str(h.get_label())) * LABEL_FONT * 0.62 + 3.2 * LABEL_FONT for h in handles)
+        rows = max(1, math.ceil(used / room))
+        fig.legend(handles=handles, loc="outside lower center", ncols=math.ceil(len(handles) / rows),
+                   fontsize=LABEL_FONT, frameon=False)
 
 
 def _min_width(span_s: float) -> float:
@@ -86,30 +89,30 @@ def session_figure(session: Session, reveal: bool = False) -> Figure:
     fig = Figure(figsize=(WIDTH_IN, 1.7 + ROW_IN * rows + (0.25 if session.failure else 0)), layout="constrained")
     ax = fig.add_subplot()
     span = max((st.end - session.start for st in steps), default=0.0)
+    per = _time_axis(ax, span, "time since the session started")
     minw = _min_width(span)
-    failing = view.failed_step(session)
+    states = view.step_states(session)
     labels: list[str] = []
-    for y, st in enumerate(steps):
+    for y, (st, state) in enumerate(zip(steps, states, strict=True)):
         left = max(0.0, st.time - session.start)
-        bad = st is failing or view.is_failure(st)
-        ax.barh(y, max(st.duration, minw), left=left, height=0.62, color=view.STEP_COLOURS.get(st.step, "#999999"),
-                edgecolor=view.FAILURE_COLOUR if bad else "none", linewidth=1.6 if bad else 0)
+        width = max(st.duration, minw)
+        bad = state != "ok"
+        ax.barh(y, width / per, left=left / per, height=0.62, color=view.STEP_COLOURS.get(st.step, "#999999"),
+                edgecolor=view.STATE_COLOURS[state] if bad else "none", linewidth=1.6 if bad else 0)
         if bad:
-            ax.plot([left + max(st.duration, minw)], [y], marker="X", color=view.FAILURE_COLOUR,
+            ax.plot([(left + width) / per], [y], marker=_MARKERS[state], color=view.STATE_COLOURS[state],
                     markeredgecolor="white", markersize=9, zorder=5)
-        labels.append(f"{y + 1:>2} {st.step:<12} {view.arrow_label(st, 46)}")
+        labels.append(f"{y + 1:>2} {st.step:<12} {view.arrow_label(st, 54)}")
     ax.set_ylim(rows - 0.5, -0.5)
     # equal-length monospace labels, so the right-aligned tick labels read as left-aligned columns
     widest = max((len(x) for x in labels), default=0)
     ax.set_yticks(range(len(steps)), [x.ljust(widest) for x in labels], family="monospace", fontsize=LABEL_FONT)
-    for tick, st in zip(ax.get_yticklabels(), steps, strict=False):
-        if st is failing or view.is_failure(st):
-            tick.set_color(view.FAILURE_COLOUR)
+    for tick, state in zip(ax.get_yticklabels(), states, strict=False):
+        tick.set_color(view.STATE_COLOURS[state])
     # durations on the right, where they can never collide with bars or the other labels
     right = ax.secondary_yaxis("right")
     right.set_yticks(range(len(steps)), [view.ms(st.duration) for st in steps], fontsize=LABEL_FONT)
     right.tick_params(length=0)
-    _time_axis(ax, span, "time since the session started")
     title = (f"{session.id}  {view.user_text(session)} · {view.client_label(session.client_kind, session.location)} · "
              f"{view.protocol_label(session.auth_protocol)} · {session.outcome} · {view.ms(session.duration)}")
     lines = [view.truncate(title, TITLE_CHARS)]
@@ -119,7 +122,7 @@ def session_figure(session: Session, reveal: bool = False) -> Figure:
                  color=view.OUTCOME_COLOURS.get(session.outcome, "black"))
     if not steps:
         ax.text(0.5, 0.5, "no steps", transform=ax.transAxes, ha="center", va="center", color="#777777")
-    _step_legend(fig, [st.step for st in steps], failing is not None or any(view.is_failure(s) for s in steps))
+    _step_legend(fig, [st.step for st in steps], set(states) - {"ok"})
     return fig
 
 
@@ -133,8 +136,33 @@ def _choose_align(sessions: Sequence[Session], align: Align) -> Literal["start",
     return "start" if span > AUTO_START_RATIO * longest else "clock"
 
 
-def _session_label(s: Session) -> str:
-    return view.truncate(f"{s.id} {view.user_text(s)} · {s.client_kind} ({s.location})", 52)
+def _cut(sessions: Sequence[Session], span: float) -> float | None:
+    """Where to cut the time axis so a few very long sessions do not squash all the others."""
+    if len(sessions) < 4:
+        return None
+    durations = sorted(s.duration for s in sessions)
+    p90 = durations[math.ceil(0.9 * len(durations)) - 1]
+    if p90 <= 0 or span <= 4 * p90:
+        return None
+    return _nice(p90 * 1.5)
+
+
+def _nice(x: float) -> float:
+    """The next round number at or above x: 1, 2, 2.5 or 5 times a power of ten."""
+    power = 10 ** math.floor(math.log10(x))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * power >= x:
+            return m * power
+    return 10 * power
+
+
+def _session_label(s: Session, mode: str, days: bool) -> str:
+    """`s3 CONTOSO\\carol · Lync 2013 desktop`; with the start time when rows are aligned at their start."""
+    when = ""
+    if mode == "start":
+        when = view.stamp(s.start)[5:19] if days else view.clock(s.start)[:8]
+        when += " "
+    return view.truncate(f"{s.id} {when}{view.user_text(s)} · {s.client_kind}", 62)
 
 
 def capture_figure(sessions: Sequence[Session], *, align: Align = "auto", title: str | None = None) -> Figure:
@@ -160,43 +188,56 @@ def capture_figure(sessions: Sequence[Session], *, align: Align = "auto", title:
     origin = min(s.start for s in sessions)
     base = {s.id: (s.start if mode == "start" else origin) for s in sessions}
     span = max(max([s.end, *(st.end for st in s.steps)]) - base[s.id] for s in sessions)
-    minw = _min_width(span)
+    cut = _cut(sessions, span) if mode == "start" else None
+    shown = cut if cut is not None else span
+    if mode == "start":
+        per = _time_axis(ax, shown, "time since each session started")
+    else:
+        per = _time_axis(ax, shown, f"time since {view.stamp(origin)}")
+    minw = _min_width(shown)
+    edge = shown / per  # just inside the axis (its limit is 2 % further), clear of the right labels
     any_failure = False
+    clipped = 0
     for y, s in enumerate(sessions):
         zero = base[s.id]
-        ax.plot([s.start - zero, s.end - zero], [y, y], color="#bbbbbb", linewidth=0.8, zorder=1)
+        ax.plot([(s.start - zero) / per, min((s.end - zero) / per, edge)], [y, y], color="#bbbbbb", linewidth=0.8,
+                zorder=1)
         for st in s.steps:
-            ax.barh(y, max(st.duration, minw), left=st.time - zero, height=0.6,
+            ax.barh(y, max(st.duration, minw) / per, left=(st.time - zero) / per, height=0.6,
                     color=view.STEP_COLOURS.get(st.step, "#999999"), zorder=2)
         bad = view.failed_step(s)
         if bad is not None:
             any_failure = True
-            ax.plot([bad.time - zero + max(bad.duration, minw)], [y], marker="X", color=view.FAILURE_COLOUR,
-                    markeredgecolor="white", markersize=8, zorder=5)
+            x = min((bad.time - zero + max(bad.duration, minw)) / per, edge)
+            ax.plot([x], [y], marker=_MARKERS["fatal"], color=view.FAILURE_COLOUR, markeredgecolor="white",
+                    markersize=8, zorder=5, clip_on=False)
+        if cut is not None and s.end - zero > cut * 1.02:
+            clipped += 1
+            ax.plot([edge], [y], marker=">", color="#57606a", markersize=6, zorder=4, clip_on=False)
     every = max(1, math.ceil(len(sessions) / MAX_LABELS))
     ticks = list(range(0, len(sessions), every))
-    ax.set_yticks(ticks, [_session_label(sessions[y]) for y in ticks], fontsize=LABEL_FONT)
+    days = view.stamp(sessions[0].start)[:10] != view.stamp(sessions[-1].start)[:10]
+    ax.set_yticks(ticks, [_session_label(sessions[y], mode, days) for y in ticks], fontsize=LABEL_FONT)
     for tick, y in zip(ax.get_yticklabels(), ticks, strict=False):
         tick.set_color(view.OUTCOME_COLOURS.get(sessions[y].outcome, "black"))
     right = ax.secondary_yaxis("right")
-    right.set_yticks(ticks, [f"{sessions[y].outcome} · {view.ms(sessions[y].duration)}" for y in ticks],
+    right.set_yticks(ticks, [f"{sessions[y].location} · {sessions[y].outcome} · {view.ms(sessions[y].duration)}"
+                             for y in ticks],
                      fontsize=LABEL_FONT)
     for tick, y in zip(right.get_yticklabels(), ticks, strict=False):
         tick.set_color(view.OUTCOME_COLOURS.get(sessions[y].outcome, "black"))
     right.tick_params(length=0)
     ax.set_ylim(len(sessions) - 0.5, -0.5)
-    if mode == "start":
-        _time_axis(ax, span, "time since each session started")
-    else:
-        _time_axis(ax, span, f"time since {view.stamp(origin)}")
     counts = view.outcome_counts(list(sessions))
     heading = title or "Sign-in sessions"
     heading += (f" — {len(sessions)} session(s): {counts['success']} succeeded, {counts['failure']} failed, "
                 f"{counts['incomplete']} incomplete")
     if every > 1:
-        heading += f" (every {every}th label shown)"
+        heading += f"; every {every}th row labelled"
+    if clipped:
+        heading += f"; axis cut at {shown:g} s, {clipped} longer session(s) marked ▶"
     fig.suptitle(view.truncate(heading, TITLE_CHARS), fontsize=LABEL_FONT + 1.5, x=0.01, ha="left")
-    _step_legend(fig, [st.step for s in sessions for st in s.steps], any_failure)
+    _step_legend(fig, [st.step for s in sessions for st in s.steps], {"fatal"} if any_failure else set())
     return fig
 
 

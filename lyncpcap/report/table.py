@@ -182,12 +182,13 @@ def timeline_table(session: Session, reveal: bool = False) -> RenderableType:
     table.add_column("Auth", no_wrap=True)
     table.add_column("Detail", overflow="fold", ratio=2)
     failing = view.failed_step(session)
-    for i, st in enumerate(session.steps, 1):
-        bad = st is failing or view.is_failure(st)
-        style = "bold red" if bad else ""
+    states = view.step_states(session)
+    for i, (st, state) in enumerate(zip(session.steps, states, strict=True), 1):
+        bad = state != "ok"
+        style = {"fatal": "bold red", "refused": "dark_orange"}.get(state, "")
         detail = Text(st.detail or "")
         if bad and st.failure_reason:
-            detail = Text(st.failure_reason, style="red")
+            detail = Text(st.failure_reason, style=style)
         target = view.safe_url(st.url, reveal) or ""
         host = view.url_host(target)
         if host:
@@ -201,7 +202,7 @@ def timeline_table(session: Session, reveal: bool = False) -> RenderableType:
             Text(view.status_text(st), style=style),
             Text(view.protocol_label(st.auth)),
             detail,
-            style="on grey11" if bad else None,
+            style="on grey15" if state == "fatal" else None,
         )
     parts: list[RenderableType] = [heading, table]
     if session.failure:

@@ -6,6 +6,7 @@ Terminal, HTML, Markdown, Mermaid and the plots all take their words and colours
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +50,9 @@ STEP_COLOURS: dict[str, str] = {
 
 OUTCOME_COLOURS: dict[str, str] = {"success": "#1a7f37", "failure": "#cf222e", "incomplete": "#9a6700"}
 FAILURE_COLOUR = "#cf222e"
+#: a step that was refused while the session went on (a retry, a fallback)
+REFUSED_COLOUR = "#bc4c00"
+STATE_COLOURS: dict[str, str] = {"fatal": FAILURE_COLOUR, "refused": REFUSED_COLOUR, "ok": "#1f2328"}
 SEVERITY_COLOURS: dict[str, str] = {"high": "#cf222e", "medium": "#bc4c00", "low": "#9a6700", "info": "#57606a"}
 #: rich styles for the terminal
 OUTCOME_STYLES: dict[str, str] = {"success": "green", "failure": "bold red", "incomplete": "yellow"}
@@ -127,16 +131,16 @@ def request_text(step: Step, width: int = 60) -> str:
     """`METHOD /path` (HTTP), `REGISTER sip:contoso.com` (SIP), `A lyncdiscover.contoso.com` (DNS)."""
     method = step.method or ""
     target = url_path(step.url)
-    room = max(8, width - len(method) - 1)
+    room = max(4, width - len(method) - 1)
     target = truncate_path(target, room) if target.startswith("/") else truncate(target, room)
     return f"{method} {target}".strip()
 
 
 def arrow_label(step: Step, width: int = 60) -> str:
     """`METHOD /path → status`, shortened to `width` characters (the status always survives)."""
-    status = status_text(step)
+    status = truncate(status_text(step), max(6, width // 2))
     tail = f" → {status}"
-    return request_text(step, max(12, width - len(tail))) + tail
+    return request_text(step, max(8, width - len(tail))) + tail
 
 
 def ms(seconds: float) -> str:
@@ -206,6 +210,13 @@ def is_failure(step: Step) -> bool:
     return step.result == "failure" or bool(step.failure_reason)
 
 
+def step_states(session: Session) -> list[str]:
+    """Per step: `fatal` (the session failed here), `refused` (failed, but the session went on,
+    e.g. NXDOMAIN for lyncdiscoverinternal outside the network) or `ok`."""
+    fatal = failed_step(session)
+    return ["fatal" if st is fatal else "refused" if is_failure(st) else "ok" for st in session.steps]
+
+
 @dataclass(frozen=True, slots=True)
 class ClientRow:
     """A row of the seed's "Client / Authentication protocol" table, with outcome counts."""
@@ -252,23 +263,24 @@ def outcome_counts(sessions: list[Session]) -> dict[str, int]:
 ROLE_ORDER: tuple[str, ...] = (
     "Client",
     "Reverse proxy",
+    "Edge",
     "DNS resolver",
     "Front end",
+    "Registrar",
     "Web server",
     "AD FS",
     "KDC",
-    "Edge / registrar",
     "Host",
 )
-#: The role of the server a step talks to, by step name (HTTP steps go by host, see `_server_role`).
-_SERVER_ROLE_BY_STEP: dict[str, str] = {"dns": "DNS resolver", "kerberos": "KDC", "sip-register": "Edge / registrar"}
+#: The role of the server a step talks to, by step name (HTTP steps go by host, SIP by path).
+_SERVER_ROLE_BY_STEP: dict[str, str] = {"dns": "DNS resolver", "kerberos": "KDC"}
 
 
 @dataclass(slots=True)
 class Lane:
     key: str  # the address the lane stands for
     roles: list[str]
-    names: list[str]  # host names seen for it (HTTP Host, SIP server FQDN)
+    names: Counter[str]  # host names seen for it (HTTP Host), most used first
 
     @property
     def role(self) -> str:
@@ -279,6 +291,14 @@ class Lane:
     def rank(self) -> int:
         return min((ROLE_ORDER.index(r) for r in self.roles), default=len(ROLE_ORDER))
 
+    @property
+    def name(self) -> str | None:
+        """The host name used most for this lane, with a count of the others."""
+        if not self.names:
+            return None
+        top = self.names.most_common(1)[0][0]
+        return top if len(self.names) == 1 else f"{top} (+{len(self.names) - 1})"
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -287,13 +307,16 @@ class Message:
     step: Step
     src: str
     dst: str
-    via: str | None  # the client lane when the request was relayed by a reverse proxy
+    via: str | None  # the client lane when a reverse proxy or Edge relayed the request
     offset_s: float
 
 
-def _server_role(step: Step) -> str:
+def _server_role(step: Step, relayed: bool, location: str) -> str:
     if step.step in _SERVER_ROLE_BY_STEP:
         return _SERVER_ROLE_BY_STEP[step.step]
+    if step.step == "sip-register":
+        # an Edge relays external clients' SIP to the registrar; a client outside talks to the Edge
+        return "Registrar" if relayed or location != "external" else "Edge"
     path = url_path(step.url).lower()
     host = (url_host(step.url) or str(step.facts.get("host") or "")).lower()
     if step.step == "adfs" and (path.startswith("/adfs/") or host.startswith(("adfs", "sts", "fs."))):
@@ -304,27 +327,33 @@ def _server_role(step: Step) -> str:
 
 
 def sequence(session: Session) -> tuple[list[Lane], list[Message]]:
-    """Lanes (client, reverse proxy, servers by role) and one message per step of `session`."""
+    """Lanes (client, reverse proxy, servers by role) and one message per step of `session`.
+
+    Roles come from the steps: a request with X-Forwarded-For came through a reverse proxy, SIP
+    from another address than the client's came through an Edge, DNS goes to a resolver,
+    Kerberos to a KDC, AD FS pages to AD FS, Lync web services to a front end.
+    """
     lanes: dict[str, Lane] = {}
 
     def lane(key: str, role: str, name: str | None = None) -> None:
-        item = lanes.setdefault(key, Lane(key, [], []))
+        item = lanes.setdefault(key, Lane(key, [], Counter()))
         if role not in item.roles:
             item.roles.append(role)
-        if name and name not in item.names:
-            item.names.append(name)
+        if name:
+            item.names[name] += 1
 
     client = session.client_address
     lane(client, "Client")
     messages: list[Message] = []
     for st in session.steps:
-        forwarded = bool(st.facts.get("forwarded")) and st.src != client
-        if forwarded:
-            lane(st.src, "Reverse proxy")
+        relayed = st.src != client and st.client == client
+        if relayed:
+            lane(st.src, "Edge" if st.step == "sip-register" else "Reverse proxy")
         elif st.src != client:
-            lane(st.src, "Client" if st.src == st.client else "Host")
-        server_name = st.facts.get("host") or url_host(st.url) or st.facts.get("server_fqdn")
-        lane(st.dst, _server_role(st), str(server_name) if server_name and st.step != "dns" else None)
-        messages.append(Message(st, st.src, st.dst, client if forwarded else None, max(0.0, st.time - session.start)))
+            lane(st.src, "Host")
+        role = _server_role(st, relayed, session.location)
+        name = st.facts.get("host") or url_host(st.url) if st.step not in ("dns", "kerberos") else None
+        lane(st.dst, role, str(name) if name else None)
+        messages.append(Message(st, st.src, st.dst, client if relayed else None, max(0.0, st.time - session.start)))
     ordered = sorted(lanes.values(), key=lambda x: x.rank)  # stable: first appearance breaks ties
     return ordered, messages

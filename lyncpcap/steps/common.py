@@ -165,7 +165,7 @@ def account_key(identity: str) -> str:
 
 
 SECRET_QUERY_PARAMS = frozenset(
-    {"password", "access_token", "wresult", "code", "client_secret", "token", "x-ms-webticket", "otp", "pin"}
+    {"password", "access_token", "wresult", "code", "client_secret", "token", "x-ms-webticket", "otp", "pin", "xml", "conf-key"}
 )
 
 

@@ -6,6 +6,7 @@ The authentication protocol is read from what is on the wire (NTLMSSP vs Kerbero
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,24 @@ from lyncpcap.steps.common import (
 )
 
 HTTPS_PORTS = frozenset({443, 4443, 444, 8443, 49443})
+CONF_KEY = re.compile(rb"<conf-key>([^<]{1,64})</conf-key>")
+CONF_URI = re.compile(rb"<conf-uri>([^<]{1,256})</conf-uri>")
+_XML_PARAM = re.compile(rb"[?&;]xml=([A-Za-z0-9+/=%]{16,8192})")
+
+
+def conference_infos(texts: list[bytes]) -> list[bytes]:
+    """conf-info documents in a join page or an LWA launch URL (`xml=` base64 parameter)."""
+    from urllib.parse import unquote_to_bytes
+
+    found = []
+    for text in texts:
+        if b"<conf-info" in text:
+            found.append(text)
+        for m in _XML_PARAM.finditer(text):
+            raw = b64decode(unquote_to_bytes(m.group(1)).decode("ascii", "replace"))
+            if raw and b"<conf-info" in raw:
+                found.append(raw)
+    return found
 
 
 @dataclass(slots=True)
@@ -37,7 +56,7 @@ class ConnState:
     endpoints: Endpoints
     scheme: str
     attempt: Attempt = field(default_factory=Attempt)
-    last_client: str | None = None  # X-Forwarded-For of the last request (proxies reuse connections)
+    ntlm_challenge: bytes = b""  # the server challenge of the NTLM handshake in progress
 
 
 def first_forwarded(headers_value: str | None) -> str | None:
@@ -99,13 +118,13 @@ class HttpClassifier:
             step.facts["browser_ucwa"] = True
         if resp is not None:
             self._response_markers(step, resp)
-        token = self._request_auth(step, req, ep)
+        token = self._request_auth(step, req, ep, state)
         details: list[str] = []
         handler = getattr(self, f"_step_{step_name.replace('-', '_')}", None)
         if handler is not None:
             handler(step, req, resp, token, details)
         self._generic_result(step, req, resp, token, details)
-        self._response_auth(step, resp, ep)
+        self._response_auth(step, resp, ep, state)
         if ex.response_lost:
             details.append("response lost in a capture gap")
         step.detail = "; ".join(d for d in details if d)
@@ -115,11 +134,11 @@ class HttpClassifier:
     # ---------------------------------------------------------------------------------------
     # authentication on the request / response
     # ---------------------------------------------------------------------------------------
-    def _request_auth(self, step: Step, req: HttpRequest, ep: Endpoints) -> DecodedToken | None:
+    def _request_auth(self, step: Step, req: HttpRequest, ep: Endpoints, state: ConnState) -> DecodedToken | None:
         value = req.headers.get("Authorization")
         if req.headers.get("X-MS-WebTicket"):
             step.facts["ticket"] = "web-ticket"
-            step.facts["ticket_value"] = Secret("web-ticket", req.headers.get("X-MS-WebTicket") or "")
+            step.facts.setdefault("secrets", []).append(Secret("web-ticket", req.headers.get("X-MS-WebTicket") or ""))
         cookie = req.headers.get("Cookie") or ""
         if "FedAuth" in cookie:
             step.facts["fedauth_cookie"] = True
@@ -130,7 +149,7 @@ class HttpClassifier:
         if scheme == "bearer":
             step.facts["ticket"] = "bearer"
             if av.token:
-                step.facts["ticket_value"] = Secret("token", av.token)
+                step.facts.setdefault("secrets", []).append(Secret("token", av.token))
             return None
         if scheme == "basic":
             raw = b64decode(av.token or "")
@@ -162,6 +181,9 @@ class HttpClassifier:
             step.facts["ntlm_message"] = msg.message_type
             if msg.message_type == 3:
                 step.credential = True
+                response = msg.crackable(state.ntlm_challenge)
+                if response:
+                    step.facts.setdefault("secrets", []).append(Secret("ntlm-response", response))
                 acct = ntlm_account(msg)
                 if acct:
                     step.evidence.append(Evidence("account", acct, "NTLM AUTHENTICATE"))
@@ -185,7 +207,7 @@ class HttpClassifier:
             step.evidence.append(Evidence("location", "internal", "Kerberos to the web services: the client reached a KDC"))
         return tok
 
-    def _response_auth(self, step: Step, resp: HttpResponse | None, ep: Endpoints) -> None:
+    def _response_auth(self, step: Step, resp: HttpResponse | None, ep: Endpoints, state: ConnState) -> None:
         if resp is None:
             return
         offered = []
@@ -203,6 +225,8 @@ class HttpClassifier:
                     self.out.add_auth(
                         ntlm_exchange(tok.ntlm, time=resp.ts, frame=resp.frame, transport="http", src=ep.dst, dst=ep.src, conn=ep.conn)
                     )
+                    if tok.ntlm.server_challenge:
+                        state.ntlm_challenge = tok.ntlm.server_challenge
                     if tok.ntlm.target_info:
                         step.facts["ntlm_target"] = dict(tok.ntlm.target_info)
                 elif tok.protocol == "kerberos" and tok.kerberos_message:
@@ -482,6 +506,23 @@ class HttpClassifier:
                 step.result = "success"
         elif page.login_form:
             details.append("sign-in page")
+
+    def _step_other(self, step: Step, req: HttpRequest, resp: HttpResponse | None, tok: DecodedToken | None, details: list[str]) -> None:
+        """Lync Web App join pages carry the conference key that lets guests in (PROTOCOL.md §8.3)."""
+        if step.facts.get("kind") not in ("lwa-meet", "lwa"):
+            return
+        texts = [req.target.encode()]
+        if resp is not None and resp.body:
+            texts.append(resp.body)
+        for conf in conference_infos(texts):
+            key = CONF_KEY.search(conf)
+            uri = CONF_URI.search(conf)
+            if uri:
+                step.facts["conference_uri"] = uri.group(1).decode("utf-8", "replace")
+            if key:
+                step.facts.setdefault("secrets", []).append(Secret("conference-key", key.group(1).decode("utf-8", "replace")))
+                if "conference key" not in details:
+                    details.append("join page carries the conference key")
 
     def _step_ucwa(self, step: Step, req: HttpRequest, resp: HttpResponse | None, tok: DecodedToken | None, details: list[str]) -> None:
         import json

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from lyncpcap.model import Evidence, Step
 from lyncpcap.protocols.http import Headers
 from lyncpcap.protocols.sip import SipMessage
+from lyncpcap.secrets import Secret
 from lyncpcap.steps import tables
 from lyncpcap.steps.common import (
     Attempt,
@@ -80,6 +81,7 @@ class SipClassifier:
         self.out = out
         self.pending: dict[tuple[str, int, str], _Pending] = {}
         self.attempts: dict[str, Attempt] = {}
+        self.challenges: dict[str, bytes] = {}  # Call-ID → NTLM server challenge (connectionless NTLM)
 
     def on_message(self, ep: Endpoints, msg: SipMessage) -> None:
         if msg.is_request:
@@ -170,6 +172,9 @@ class SipClassifier:
             self.out.add_auth(ntlm_exchange(tok.ntlm, time=msg.ts, frame=msg.frame, transport="sip", src=ep.src, dst=ep.dst, conn=ep.conn))
             if tok.ntlm.message_type == 3:
                 step.credential = True
+                response = tok.ntlm.crackable(self.challenges.get(msg.call_id, b""))
+                if response:
+                    step.facts.setdefault("secrets", []).append(Secret("ntlm-response", response))
                 acct = ntlm_account(tok.ntlm)
                 if acct:
                     step.evidence.append(Evidence("account", acct, "NTLM AUTHENTICATE in SIP gssapi-data"))
@@ -211,6 +216,9 @@ class SipClassifier:
         for header in ("WWW-Authenticate", "Proxy-Authenticate"):
             for av in msg.auth(header):
                 offered.append(av.scheme)
+                target = av.param("targetname")
+                if target:
+                    step.facts.setdefault("server_fqdn", target.split("/")[-1])
                 if av.param("gssapi-data") or av.param("opaque"):
                     continuation = True
                 if av.param("sts-uri"):
@@ -220,6 +228,8 @@ class SipClassifier:
                     tok = decode_token(raw)
                     if tok is not None and tok.ntlm is not None:
                         self.out.add_auth(ntlm_exchange(tok.ntlm, time=msg.ts, frame=msg.frame, transport="sip", src=p.ep.dst, dst=p.ep.src, conn=p.ep.conn))
+                        if tok.ntlm.server_challenge:
+                            self.challenges[msg.call_id] = tok.ntlm.server_challenge
                     elif tok is not None and tok.protocol == "kerberos" and tok.kerberos_message:
                         self.out.add_auth(kerberos_token_exchange(tok, time=msg.ts, frame=msg.frame, transport="sip", src=p.ep.dst, dst=p.ep.src, conn=p.ep.conn))
         if offered:

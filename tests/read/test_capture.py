@@ -434,3 +434,25 @@ def test_memory_does_not_grow_with_the_file(compress: bool, tmp_path: Path) -> N
     assert peak < 6 << 20, f"peak {peak} bytes while reading {size} bytes"
     assert positions == sorted(positions) and 0 < positions[0] < size
     assert cap.position == size
+
+
+def _rss_file_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc/self/status")
+def test_mapped_file_pages_are_released_as_reading_moves_on(tmp_path: Path) -> None:
+    source = (CORPUS / "ndpi/teams.pcap").read_bytes()
+    path = tmp_path / "big.pcap"
+    path.write_bytes(source + source[24:] * 79)  # about 56 MB
+    before = _rss_file_kib()
+    highest = before
+    with open_capture(path) as cap:
+        for count, _ in enumerate(cap, 1):
+            if count % 4000 == 0:
+                highest = max(highest, _rss_file_kib())
+    assert count == 80 * 1540
+    assert (highest - before) * 1024 < 20 << 20, f"{highest - before} KiB of the file stayed mapped"
