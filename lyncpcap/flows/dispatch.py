@@ -90,7 +90,8 @@ class StreamSink(Protocol):
         """`size` bytes of that direction were not captured; delivery continues after them."""
 
     def on_close(self, ts: float, frame: int, how: str) -> None:
-        """The connection ended: "fin", "rst", or "eof" (end of capture, or the 4-tuple was reused)."""
+        """The connection ended: "fin" or "rst" (ts/frame of that packet), or "eof" when the capture
+        ended first or a new connection took over the 4-tuple (ts/frame of its last packet)."""
 
 
 TcpSelector = Callable[[Connection, int, bytes], StreamSink | None]
@@ -517,15 +518,18 @@ class Dispatcher:
             stale_closed = gen << _GEN_SHIFT
             gen += 1
             genfloor = gen << _GEN_SHIFT
-            evicted = 0
-            for key, v in list(table.items()):
-                if v.__class__ is int:
-                    if v < stale_open or (v & _E_CLOSED and v < stale_closed):  # type: ignore[operator]
-                        del table[key]
-                        evicted += 1
-                elif v.state == _PENDING and v.last_ts < ts - PENDING_IDLE:  # type: ignore[union-attr]
-                    del table[key]
-                    evicted += 1
+            stale = [
+                key
+                for key, v in table.items()
+                if (
+                    (v < stale_open or (v & _E_CLOSED and v < stale_closed))  # type: ignore[operator]
+                    if v.__class__ is int
+                    else v.state == _PENDING and v.last_ts < ts - PENDING_IDLE  # type: ignore[union-attr]
+                )
+            ]
+            for key in stale:
+                del table[key]
+            evicted = len(stale)
             counts["tcp.table_evictions"] += evicted
 
         def retire(flow: _Flow, closed: bool) -> None:
