@@ -15,6 +15,10 @@ from lyncpcap.errors import CaptureError
 
 # Importing the command modules registers their commands on `app`.
 from lyncpcap.commands import analyze as _analyze  # noqa: E402,F401
+from lyncpcap.commands import wireshark as _wireshark  # noqa: E402,F401
+from lyncpcap.commands import batch as _batch  # noqa: E402,F401
+from lyncpcap.commands import plot as _plot  # noqa: E402,F401
+from lyncpcap.commands import timeline as _timeline  # noqa: E402,F401
 from lyncpcap.commands import audit as _audit  # noqa: E402,F401
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2

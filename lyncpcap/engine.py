@@ -91,6 +91,15 @@ class _Flip:
     def done(self) -> bool:
         return bool(getattr(self.sink, "done", False))
 
+    @property
+    def peer_acked(self) -> int | None:
+        return getattr(self.sink, "peer_acked", None)
+
+    @peer_acked.setter
+    def peer_acked(self, value: int | None) -> None:
+        if hasattr(self.sink, "peer_acked"):
+            self.sink.peer_acked = value  # type: ignore[attr-defined]
+
     def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
         self.sink.on_data(1 - direction, data, ts, frame)
 

@@ -2,31 +2,118 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from lyncpcap.analysis import analyze as run_analysis
-from lyncpcap.commands import app
-
-
-@app.command(
-    "analyze",
-    help=(
-        "Analyse sign-ins in one or more captures.\n\n"
-        "Example: [bold]lyncpcap analyze signin.pcapng --format json --output signin.json[/bold]"
-    ),
+from lyncpcap.commands import UsageProblem, app
+from lyncpcap.commands.common import (
+    KeylogOption,
+    OutputOption,
+    QuietOption,
+    RevealOption,
+    choice,
+    note,
+    run_analysis,
+    stdout_console,
+    write_output,
 )
+
+
+FORMATS: tuple[str, ...] = ("table", "json", "jsonl", "csv", "markdown", "html")
+#: `--output` suffixes that choose the format when `--format` is not given
+FORMAT_BY_SUFFIX: dict[str, str] = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".txt": "table",
+}
+
+HELP = """Analyse the sign-ins in one or more captures (read together, as one analysis).
+
+The default [bold]table[/bold] view shows what was read, the per-client protocol summary, the
+sessions with outcome and failure reason, and the findings.  With [bold]--format csv[/bold] and an
+--output folder (an existing folder, a path ending in /, or one without a suffix), five tables
+are written: sessions, steps, auth, clients and findings.  Without --format, the --output suffix
+(.json .jsonl .csv .md .html) picks it.
+
+[bold]Examples[/bold]
+
+  lyncpcap analyze signin.pcapng
+
+  lyncpcap analyze signin.pcapng --format html --output report.html
+
+  lyncpcap analyze a.pcapng b.pcap.gz --format csv --output tables/
+"""
+
+
+def _is_folder(output: Path) -> bool:
+    return output.is_dir() or str(output).endswith(("/", "\\")) or (not output.exists() and not output.suffix)
+
+
+def resolve_format(fmt: str | None, output: Path | None) -> str:
+    if fmt is not None:
+        return fmt
+    if output is not None and output.suffix.lower() in FORMAT_BY_SUFFIX:
+        return FORMAT_BY_SUFFIX[output.suffix.lower()]
+    return "table"
+
+
+@app.command("analyze", help=HELP, no_args_is_help=True)
 def analyze_command(
-    captures: list[Path] = typer.Argument(..., help="pcap / pcapng files (gzip'd too)", show_default=False),
-    fmt: str = typer.Option("json", "--format", "-f", help="output format"),
-    output: Path | None = typer.Option(None, "--output", "-o", help="write here instead of stdout"),
-    reveal_secrets: bool = typer.Option(False, "--reveal-secrets", help="show passwords, tokens and tickets"),
+    captures: Annotated[
+        list[Path], typer.Argument(metavar="CAPTURE", help="pcap / pcapng files, gzip'd or not", show_default=False)
+    ],
+    keylog: KeylogOption = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", "-f", metavar="|".join(FORMATS), callback=choice("--format", FORMATS),
+                     show_default=False, help="output format (default: table, or from the --output suffix)"),
+    ] = None,
+    output: OutputOption = None,
+    reveal_secrets: RevealOption = False,
+    quiet: QuietOption = False,
 ) -> None:
-    analysis = run_analysis(captures)
-    text = analysis.to_json_text(reveal=reveal_secrets)
-    if output:
-        output.write_text(text + "\n", encoding="utf-8")
+    chosen = resolve_format(fmt, output)
+    if chosen == "csv" and output is not None and _is_folder(output):
+        if output.exists() and not output.is_dir():
+            raise UsageProblem(f"--output {output}: not a folder")
+    analysis = run_analysis(captures, keylog, quiet)
+    reveal = reveal_secrets
+    if chosen == "table":
+        from lyncpcap.report import table
+
+        if output is None:
+            stdout_console(None).print(table.analysis_view(analysis, reveal))
+        else:
+            write_output(table.render_text(table.analysis_view(analysis, reveal), width=140), output)
+    elif chosen == "json":
+        from lyncpcap.report import exports
+
+        write_output(exports.json_text(analysis, reveal), output)
+    elif chosen == "jsonl":
+        from lyncpcap.report import exports
+
+        write_output(exports.jsonl_text(analysis, reveal), output)
+    elif chosen == "csv":
+        from lyncpcap.report import exports
+
+        if output is not None and _is_folder(output):
+            written = exports.write_csv_dir(analysis, output, reveal)
+            note(f"wrote {', '.join(p.name for p in written)} to {output}", quiet)
+        else:
+            write_output(exports.csv_text(exports.tables(analysis, reveal)["sessions"]), output)
+    elif chosen == "markdown":
+        from lyncpcap.report import markdown
+
+        write_output(markdown.report(analysis, reveal), output)
     else:
-        sys.stdout.write(text + "\n")
+        from lyncpcap.report import html
+
+        write_output(html.report(analysis, reveal), output)

@@ -81,7 +81,9 @@ class Connection:
 
 class StreamSink(Protocol):
     """Receives one connection's reassembled bytes.  Setting an attribute `done = True` stops
-    delivery and frees the connection's buffers (the connection is then ignored)."""
+    delivery and frees the connection's buffers (the connection is then ignored).  A sink that has
+    a `peer_acked` attribute gets it set, before each on_data, to the stream offset of the other
+    direction that the sender had acknowledged (None when unknown)."""
 
     def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
         """In-order bytes; direction 0 = client->server; ts/frame of the packet that carried them."""
@@ -118,11 +120,12 @@ def _offset(seq: int, base: int) -> int:
 class _Half:
     """Reassembly state of one direction."""
 
-    __slots__ = ("acked", "base", "fin", "hole_frame", "hole_ts", "nxt", "seg_bytes", "segs")
+    __slots__ = ("acked", "base", "fin", "hole_frame", "hole_ts", "nxt", "origin", "seg_bytes", "segs")
 
     def __init__(self) -> None:
         self.base: int | None = None  # first sequence number seen (the ISN when the SYN was seen)
         self.nxt = 0  # next sequence number to deliver (valid once base is set)
+        self.origin = 0  # sequence number of stream offset 0 (the first data byte)
         self.segs: list[tuple[int, bytes, int, float, int]] = []  # (seq, data, length, ts, frame)
         self.seg_bytes = 0
         self.hole_frame = 0  # first frame that showed the current hole (what tshark flags)
@@ -231,7 +234,7 @@ class _Flow:
         self.last_frame = frame
         if h.base is None:
             h.base = seq
-            h.nxt = (seq + 1) & _M if flags & _SYN else seq
+            h.nxt = h.origin = (seq + 1) & _M if flags & _SYN else seq
         if flags & _RST:
             self.end(ts, frame, "rst")
             return _CLOSED
@@ -316,6 +319,11 @@ class _Flow:
         if sink is None:
             return
         if data:
+            if hasattr(sink, "peer_acked"):
+                # how much of the other direction the sender had acknowledged: lets a sink tell, after
+                # a capture gap, which request an answer belongs to
+                o = self.halves[d ^ 1]
+                sink.peer_acked = None if o.acked is None else _offset(o.acked, o.origin)
             sink.on_data(d, data, ts, frame)
         if length > len(data):
             # Payload beyond the snapshot length: on the wire, not in the file.
@@ -518,19 +526,16 @@ class Dispatcher:
             stale_closed = gen << _GEN_SHIFT
             gen += 1
             genfloor = gen << _GEN_SHIFT
-            stale = [
-                key
-                for key, v in table.items()
-                if (
-                    (v < stale_open or (v & _E_CLOSED and v < stale_closed))  # type: ignore[operator]
-                    if v.__class__ is int
-                    else v.state == _PENDING and v.last_ts < ts - PENDING_IDLE  # type: ignore[union-attr]
-                )
-            ]
-            for key in stale:
+
+            def stale(entry: _Flow | int) -> bool:
+                if isinstance(entry, int):
+                    return entry < stale_open or (bool(entry & _E_CLOSED) and entry < stale_closed)
+                return entry.state == _PENDING and entry.last_ts < ts - PENDING_IDLE
+
+            doomed = [key for key, entry in table.items() if stale(entry)]
+            for key in doomed:
                 del table[key]
-            evicted = len(stale)
-            counts["tcp.table_evictions"] += evicted
+            counts["tcp.table_evictions"] += len(doomed)  # keys: two per connection
 
         def retire(flow: _Flow, closed: bool) -> None:
             v0, v1 = flow.entries(genfloor, closed)
@@ -551,10 +556,10 @@ class Dispatcher:
                     nv |= _E_CLOSED
                 else:
                     nv |= _E_FIN
-                    if other.__class__ is int and other & _E_FIN:  # type: ignore[operator]
+                    if isinstance(other, int) and other & _E_FIN:
                         nv |= _E_CLOSED
-                if nv & _E_CLOSED and other.__class__ is int:
-                    table[rkey] = other | _E_CLOSED  # type: ignore[operator]
+                if nv & _E_CLOSED and isinstance(other, int):
+                    table[rkey] = other | _E_CLOSED
             table[key] = nv
             return False
 
@@ -587,11 +592,11 @@ class Dispatcher:
                 counts["skipped.bad_tcp_header"] += 1
                 return
             payload = buf[pstart:stop] if paylen and stop > pstart else b""
-            if entry.__class__ is int:
-                if not ignored(key, entry, seq, flags):  # type: ignore[arg-type]
+            if isinstance(entry, int):
+                if not ignored(key, entry, seq, flags):
                     return
             elif entry is not None:
-                flow: _Flow = entry  # type: ignore[assignment]
+                flow = entry
                 d = 0 if key == flow.k0 else 1
                 if flags & (_SYN | _ACK) == _SYN:
                     base = flow.halves[d].base
@@ -705,9 +710,9 @@ class Dispatcher:
             counts["tcp.table_entries"] = len(table)  # two per connection being tracked
 
         def finish() -> None:
-            flows = {id(v): v for v in table.values() if v.__class__ is _Flow}
-            for flow in sorted(flows.values(), key=lambda f: f.index):  # type: ignore[union-attr]
-                flow.end(flow.last_ts, flow.last_frame, "eof")  # type: ignore[union-attr]
+            flows = {id(v): v for v in table.values() if isinstance(v, _Flow)}
+            for flow in sorted(flows.values(), key=lambda f: f.index):
+                flow.end(flow.last_ts, flow.last_frame, "eof")
             table.clear()
             decoder.finish()
 

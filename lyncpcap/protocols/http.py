@@ -117,6 +117,7 @@ class HttpRequest:
     first_ts: float = 0.0
     ts: float = 0.0
     truncated: bool = False  # part of the message fell in a capture gap
+    peer_acked: int | None = None  # server bytes the client had acknowledged when it sent this
 
     @property
     def host(self) -> str | None:
@@ -150,6 +151,7 @@ class HttpResponse:
     ts: float = 0.0
     truncated: bool = False
     interim: list[int] = field(default_factory=list)  # 1xx statuses that preceded it
+    offset: int = 0  # stream offset of the response's first byte
 
 
 @dataclass(slots=True)
@@ -239,23 +241,32 @@ class _Direction:
 
     def __init__(self) -> None:
         self.buf = bytearray()
-        self.base = 0  # stream offset of buf[0]
-        # (end offset exclusive, frame, ts) of each delivery still (partly) in the buffer
-        self.marks: deque[tuple[int, int, float]] = deque()
+        self.base = 0  # stream offset of buf[0] (capture gaps included, so offsets follow TCP)
+        # (end offset exclusive, frame, ts, peer_acked) of each delivery still (partly) in the buffer
+        self.marks: deque[tuple[int, int, float, int | None]] = deque()
 
-    def add(self, data: bytes, frame: int, ts: float) -> None:
+    def add(self, data: bytes, frame: int, ts: float, peer_acked: int | None = None) -> None:
         self.buf += data
-        self.marks.append((self.base + len(self.buf), frame, ts))
+        self.marks.append((self.base + len(self.buf), frame, ts, peer_acked))
 
     def at(self, rel: int) -> tuple[int, float]:
         """Frame and time of the delivery holding relative offset `rel` (0 = first buffered byte)."""
+        mark = self.mark(rel)
+        return mark[1], mark[2]
+
+    def mark(self, rel: int) -> tuple[int, int, float, int | None]:
         off = self.base + rel
-        for end, frame, ts in self.marks:
-            if off < end:
-                return frame, ts
+        for m in self.marks:
+            if off < m[0]:
+                return m
         if self.marks:
-            return self.marks[-1][1], self.marks[-1][2]
-        return 0, 0.0
+            return self.marks[-1]
+        return 0, 0, 0.0, None
+
+    def skip(self, size: int) -> None:
+        """A capture gap: drop what is buffered and move the offset past the missing bytes."""
+        self.clear()
+        self.base += size
 
     def consume(self, n: int) -> None:
         del self.buf[:n]
@@ -277,6 +288,8 @@ class _MessageReader:
         self.head: tuple[str, Headers] | None = None
         self.head_frame = (0, 0.0)
         self.head_last = (0, 0.0)
+        self.head_offset = 0  # stream offset of the message's first byte
+        self.head_acked: int | None = None  # what the sender had acknowledged of the other direction
         self.body = bytearray()
         self.body_size = 0
         self.remaining: int | None = None  # bytes of body still to read; None = until close
@@ -374,31 +387,32 @@ class MessageStream:
         self.on_lost = on_lost
         self.done = False
         self.errors = 0
+        self.peer_acked: int | None = None  # set by the flows layer before each on_data
 
     # -- StreamSink ---------------------------------------------------------------------------
     def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
         r = self.readers[direction]
-        r.d.add(data, frame, ts)
+        r.d.add(data, frame, ts, self.peer_acked)
         try:
             self._drain(direction, r)
         except MalformedError:
             self.errors += 1
             self._reset(r)
             r.resync = True
-            if self.on_lost:
-                self.on_lost(direction, True)
+            if self.on_lost:  # unreadable bytes where an answer should start: that answer is lost
+                self.on_lost(direction, False)
 
     def on_gap(self, direction: int, size: int, ts: float, frame: int) -> None:
         r = self.readers[direction]
-        mid_message = r.head is not None or bool(r.d.buf.strip())
-        if r.head is not None and r.remaining is None and r.chunked is None:
-            # a read-until-close body cannot be framed any more: emit what we have
+        head_seen = r.head is not None
+        if head_seen:
+            # the start line and headers arrived: the message is known, only its body is cut
             self._emit(direction, r, truncated=True)
         self._reset(r)
-        r.d.clear()
+        r.d.skip(size)
         r.resync = True
         if self.on_lost:
-            self.on_lost(direction, mid_message)
+            self.on_lost(direction, head_seen)
 
     def on_close(self, ts: float, frame: int, how: str) -> None:
         for direction, r in enumerate(self.readers):
@@ -445,7 +459,10 @@ class MessageStream:
                 if not r.start_looks_valid(buf[:16]):
                     raise MalformedError("not a message start")
                 head_bytes = bytes(buf[:end])
-                r.head_frame = r.d.at(0)
+                first_mark = r.d.mark(0)
+                r.head_frame = (first_mark[1], first_mark[2])
+                r.head_acked = first_mark[3]
+                r.head_offset = r.d.base
                 r.head_last = r.d.at(end + sep - 1)
                 start, headers = parse_header_block(head_bytes, compact=SIP_COMPACT if self.protocol == "sip" else None)
                 r.head = (start, headers)
@@ -535,12 +552,20 @@ class HttpStream:
         self.pending: deque[HttpRequest] = deque()
         self.count = 0
         self._interim: list[int] = []
-        self._closed = False
+        self._gap_seen = False  # the server's direction lost bytes while requests were waiting
         self.stream = MessageStream("http", self._message, self._body_rule, self._lost)
 
     @property
     def done(self) -> bool:
         return self.stream.done
+
+    @property
+    def peer_acked(self) -> int | None:
+        return self.stream.peer_acked
+
+    @peer_acked.setter
+    def peer_acked(self, value: int | None) -> None:
+        self.stream.peer_acked = value
 
     # StreamSink
     def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
@@ -608,6 +633,7 @@ class HttpStream:
                 frame=last[0],
                 ts=last[1],
                 truncated=truncated,
+                peer_acked=self.stream.readers[0].head_acked,
             )
             self.pending.append(req)
             return
@@ -629,16 +655,31 @@ class HttpStream:
             ts=last[1],
             truncated=truncated,
             interim=self._interim,
+            offset=self.stream.readers[1].head_offset,
         )
         self._interim = []
         if not self.pending:
             return  # a response whose request we never saw (capture started mid-stream)
+        if self._gap_seen and len(self.pending) > 1:
+            # After a capture gap, a response that starts exactly where a waiting request had
+            # acknowledged the server's bytes answers that request; older ones lost their answers.
+            for i, req in enumerate(self.pending):
+                if req.peer_acked is not None and req.peer_acked == resp.offset:
+                    for _ in range(i):
+                        self._flush_request(self.pending.popleft(), None, lost=True)
+                    break
         self._flush_request(self.pending.popleft(), resp, lost=False)
+        if not self.pending:
+            self._gap_seen = False
 
-    def _lost(self, direction: int, mid_message: bool) -> None:
-        # Bytes of the server's direction went missing: they most likely held the answer to the
-        # oldest waiting request.  Give that request up so later answers pair correctly.
-        if direction == 1 and self.pending:
+    def _lost(self, direction: int, answered: bool) -> None:
+        # Bytes of the server's direction went missing.  Unless the answer in progress was already
+        # emitted (its head had arrived), they most likely held the answer to the oldest waiting
+        # request: give that request up so later answers pair correctly.
+        if direction != 1 or not self.pending:
+            return
+        self._gap_seen = True
+        if not answered:
             self._flush_request(self.pending.popleft(), None, lost=True)
 
     def _flush_request(self, req: HttpRequest, resp: HttpResponse | None, *, lost: bool) -> None:

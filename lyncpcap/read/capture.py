@@ -1,8 +1,9 @@
 """Stream packets out of pcap and pcapng files, plain or gzip-compressed.
 
 `open_capture` sniffs the container from the first bytes (never the file name) and returns a
-`Capture` that yields one tuple per frame while reading the file in 1 MiB chunks, so memory does
-not grow with the file.  Damage at the end of a file becomes a warning, not an error.
+`Capture` that yields one tuple per frame.  Plain files are read through a sliding 8 MiB memory
+map, gzip files are inflated 1 MiB at a time, so memory does not grow with the file.  Damage at
+the end of a file becomes a warning, not an error.
 """
 
 from __future__ import annotations

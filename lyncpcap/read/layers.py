@@ -11,6 +11,7 @@ import functools
 import socket
 import struct
 from collections import Counter
+from typing import Any
 
 __all__ = [
     "SKIP_REASONS",
@@ -92,7 +93,7 @@ class _Fragments:
         self.max_parts = max_parts
         # key -> [first ts, total length or -1, protocol or -1, [(offset, bytes), ...]]; insertion
         # order is arrival order, so the oldest datagram is first.
-        self.pending: dict[tuple[object, ...], list] = {}  # type: ignore[type-arg]
+        self.pending: dict[tuple[object, ...], list[Any]] = {}
 
     def add(
         self, key: tuple[object, ...], offset: int, more: bool, data: bytes, ts: float, proto: int

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -198,22 +199,40 @@ def capture_figure(sessions: Sequence[Session], *, align: Align = "auto", title:
     edge = shown / per  # just inside the axis (its limit is 2 % further), clear of the right labels
     any_failure = False
     clipped = 0
+    bar_rows: list[int] = []
+    lefts: list[float] = []
+    widths: list[float] = []
+    colours: list[str] = []
+    spans: list[list[tuple[float, float]]] = []
     for y, s in enumerate(sessions):
         zero = base[s.id]
-        ax.plot([(s.start - zero) / per, min((s.end - zero) / per, edge)], [y, y], color="#bbbbbb", linewidth=0.8,
-                zorder=1)
+        spans.append([((s.start - zero) / per, y), (min((s.end - zero) / per, edge), y)])
         for st in s.steps:
-            ax.barh(y, max(st.duration, minw) / per, left=(st.time - zero) / per, height=0.6,
-                    color=view.STEP_COLOURS.get(st.step, "#999999"), zorder=2)
+            bar_rows.append(y)
+            lefts.append((st.time - zero) / per)
+            widths.append(max(st.duration, minw) / per)
+            colours.append(view.STEP_COLOURS.get(st.step, "#999999"))
+    # one collection each for the session lines and the step bars: hundreds of steps stay fast
+    ax.add_collection(LineCollection(spans, colors="#bbbbbb", linewidths=0.8, zorder=1))
+    if bar_rows:
+        ax.barh(bar_rows, widths, left=lefts, height=0.6, color=colours, zorder=2)
+    failed: list[tuple[float, int]] = []
+    longer: list[int] = []
+    for y, s in enumerate(sessions):
+        zero = base[s.id]
         bad = view.failed_step(s)
         if bad is not None:
-            any_failure = True
-            x = min((bad.time - zero + max(bad.duration, minw)) / per, edge)
-            ax.plot([x], [y], marker=_MARKERS["fatal"], color=view.FAILURE_COLOUR, markeredgecolor="white",
-                    markersize=8, zorder=5, clip_on=False)
+            failed.append((min((bad.time - zero + max(bad.duration, minw)) / per, edge), y))
         if cut is not None and s.end - zero > cut * 1.02:
-            clipped += 1
-            ax.plot([edge], [y], marker=">", color="#57606a", markersize=6, zorder=4, clip_on=False)
+            longer.append(y)
+    if failed:
+        any_failure = True
+        ax.plot([x for x, _ in failed], [y for _, y in failed], linestyle="none", marker=_MARKERS["fatal"],
+                color=view.FAILURE_COLOUR, markeredgecolor="white", markersize=8, zorder=5, clip_on=False)
+    if longer:
+        clipped = len(longer)
+        ax.plot([edge] * len(longer), longer, linestyle="none", marker=">", color="#57606a", markersize=6, zorder=4,
+                clip_on=False)
     every = max(1, math.ceil(len(sessions) / MAX_LABELS))
     ticks = list(range(0, len(sessions), every))
     days = view.stamp(sessions[0].start)[:10] != view.stamp(sessions[-1].start)[:10]

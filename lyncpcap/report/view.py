@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from lyncpcap.model import Session, Step
 from lyncpcap.secrets import Secret
@@ -67,20 +67,22 @@ HARMLESS_QUERY_PARAMETERS: frozenset[str] = frozenset(
 
 
 def safe_url(url: str | None, reveal: bool = False) -> str | None:
-    """The URL with query values redacted (`«redacted sha256:…»`) unless they are known harmless."""
+    """The URL with query values redacted (`«redacted sha256:…»` of the decoded value) unless they
+    are known harmless; harmless parameters keep their exact text."""
     if url is None or reveal or "?" not in url:
         return url
     base, _, query = url.partition("?")
-    fragment = ""
-    if "#" in query:
-        query, _, fragment = query.partition("#")
+    query, hash_mark, fragment = query.partition("#")
     parts = []
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name in HARMLESS_QUERY_PARAMETERS or not value or value.startswith("«redacted"):
-            parts.append(f"{quote(name, safe='')}={quote(value, safe='@:/')}" if value else quote(name, safe=""))
+    for pair in query.split("&"):
+        raw_name, equals, raw_value = pair.partition("=")
+        name = unquote_plus(raw_name)
+        value = unquote_plus(raw_value)
+        if not equals or not value or name in HARMLESS_QUERY_PARAMETERS or value.startswith("«redacted"):
+            parts.append(pair)
         else:
-            parts.append(f"{quote(name, safe='')}={Secret('query', value).redacted()}")
-    return f"{base}?{'&'.join(parts)}" + (f"#{fragment}" if fragment else "")
+            parts.append(f"{raw_name}={Secret('query', value).redacted()}")
+    return f"{base}?{'&'.join(parts)}{hash_mark}{fragment}"
 
 
 def url_path(url: str | None) -> str:
@@ -232,8 +234,13 @@ class ClientRow:
 
 
 def client_rows(analysis: Analysis) -> list[ClientRow]:
+    return client_rows_from(analysis.client_rows())
+
+
+def client_rows_from(summary: Iterable[dict[str, Any]]) -> list[ClientRow]:
+    """CONTRACT CLIENT_SUMMARY records (`sessions.client_summary`) as display rows."""
     rows = []
-    for r in analysis.client_rows():
+    for r in summary:
         protos: Iterable[Any] = r["auth_protocols"]
         rows.append(
             ClientRow(

@@ -238,6 +238,15 @@ def test_reused_four_tuple_without_close_and_repeated_syn(tmp_path: Path) -> Non
     assert result.stats["tcp.connections"] == 2
 
 
+def test_same_syn_again_after_the_reset_is_a_retransmission_like_in_tshark(tmp_path: Path) -> None:
+    frames = [f for _, f in _frames(KRB)]
+    path = _write(tmp_path, frames + frames[:4])
+    result = run_flows(path)
+    assert _tshark_stream_count(path) == 1
+    assert result.stats["tcp.connections"] == 1 and list(result.sinks) == [0]
+    assert result.sinks[0].closed == (11, "rst")
+
+
 def test_client_and_server_without_a_syn(tmp_path: Path) -> None:
     frames = [f for _, f in _frames(KRB)]
     # The server speaks first in the capture, but port 88 marks it as the server.

@@ -13,6 +13,7 @@ from readkit import (
     big_endian_pcap,
     erspan2,
     erspan3,
+    ipv4_with_options,
     read_frames,
     run,
     sll,
@@ -75,6 +76,7 @@ def test_gzip_and_big_endian(name: str, tmp_path: Path, originals: dict[str, Flo
 WRAPPINGS: dict[str, tuple[Callable[[bytes], bytes], int]] = {
     "sll": (sll, 113),
     "sll2": (sll2, 276),
+    "ip-options": (ipv4_with_options, 1),
     "802.1q": (lambda f: vlan(f, 0x8100), 1),
     "qinq": (lambda f: vlan(f, 0x88A8, 0x8100), 1),
     "erspan2": (lambda f: erspan2(f, 7), 1),

@@ -289,3 +289,24 @@ def ipv6_with_extensions(frame: bytes) -> bytes:
     extra = hop + routing + dest
     header = ip[:4] + struct.pack("!HBB", plen + len(extra), 0, ip[7]) + ip[8:40]
     return frame[:14] + header + extra + ip[40:]
+
+
+def ipv4_with_options(frame: bytes) -> bytes:
+    """An Ethernet/IPv4 frame with 8 bytes of IP options (seven NOPs and an end-of-list) added."""
+    if frame[12:14] != b"\x08\x00":
+        return frame
+    ip = frame[14:]
+    hlen = (ip[0] & 15) * 4
+    options = b"\x01\x01\x01\x01\x01\x01\x01\x00"
+    header = bytearray(ip[:hlen] + options)
+    header[0] = 0x40 | (hlen + len(options)) // 4
+    struct.pack_into(
+        "!HH",
+        header,
+        2,
+        struct.unpack_from("!H", ip, 2)[0] + len(options),
+        struct.unpack_from("!H", ip, 4)[0],
+    )
+    struct.pack_into("!H", header, 10, 0)
+    struct.pack_into("!H", header, 10, ipv4_checksum(bytes(header)))
+    return frame[:14] + bytes(header) + ip[hlen:]

@@ -456,3 +456,25 @@ def test_mapped_file_pages_are_released_as_reading_moves_on(tmp_path: Path) -> N
                 highest = max(highest, _rss_file_kib())
     assert count == 80 * 1540
     assert (highest - before) * 1024 < 20 << 20, f"{highest - before} KiB of the file stayed mapped"
+
+
+def test_modified_pcap_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "kuznetsov.pcap"
+    path.write_bytes(b"\x34\xcd\xb2\xa1" + b"\0" * 40)
+    assert "modified (Kuznetsov) pcap" in _capture_error(path)
+
+
+def test_empty_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "empty.pcap.gz"
+    path.write_bytes(gzip.compress(b""))
+    assert _capture_error(path) == "empty file (nothing inside the gzip data)"
+
+
+def test_gzip_with_several_members(tmp_path: Path) -> None:
+    data = (CORPUS / "zeek/erspan.pcap").read_bytes()
+    path = tmp_path / "members.pcap.gz"
+    path.write_bytes(gzip.compress(data[:50000]) + gzip.compress(data[50000:]))
+    with open_capture(path) as cap:
+        frames = list(cap)
+        assert cap.warnings == []
+    _same_frames(frames, read_frames(CORPUS / "zeek/erspan.pcap"))

@@ -15,6 +15,7 @@ from readkit import (
     erspan3,
     gre,
     ipv4_fragments,
+    ipv4_with_options,
     ipv6_fragments,
     ipv6_with_extensions,
     null_loopback,
@@ -108,6 +109,7 @@ LINK_VARIANTS = {
     "raw-101": (101, lambda f: f[14:]),
     "raw-12": (12, lambda f: f[14:]),
     "raw-14": (14, lambda f: f[14:]),
+    "ipv4-options": (1, ipv4_with_options),
     "dot1q": (1, lambda f: vlan(f, 0x8100)),
     "qinq-88a8": (1, lambda f: vlan(f, 0x88A8, 0x8100)),
     "qinq-9100": (1, lambda f: vlan(f, 0x9100, 0x8100)),
@@ -136,7 +138,8 @@ def test_link_layers_and_tunnels_decode_to_the_same_packets(variant: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "variant", ["sll", "sll2", "null-be-bsd6", "qinq-88a8", "erspan2", "erspan3", "erspan3-subheader"]
+    "variant",
+    ["sll", "sll2", "null-be-bsd6", "qinq-88a8", "erspan2", "erspan3", "erspan3-subheader", "ipv4-options"],
 )
 def test_crafted_link_layers_are_what_tshark_expects(variant: str, tmp_path: Path) -> None:
     """The frames built for these tests are real formats: tshark finds the same TCP segments in them."""

@@ -1,0 +1,230 @@
+"""What the commands share: their options, the progress bar, choosing a session, writing output.
+
+Data goes to stdout or `--output`; the progress bar and notes go to stderr, and the bar is drawn
+only when stderr is a terminal (so logs and pipes never see its control codes).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from lyncpcap.commands import UsageProblem, err
+from lyncpcap.model import Session
+
+if TYPE_CHECKING:
+    from lyncpcap.analysis import Analysis
+
+KeylogOption = Annotated[
+    Path | None,
+    typer.Option("--keylog", metavar="FILE", show_default=False,
+                 help="TLS key log (SSLKEYLOGFILE format) to decrypt HTTPS in the capture(s)"),
+]
+RevealOption = Annotated[
+    bool,
+    typer.Option("--reveal-secrets", help="show passwords, tokens, tickets and cookies instead of «redacted sha256:…»"),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+OutputOption = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", metavar="PATH", show_default=False, help="write here instead of stdout"),
+]
+SessionOption = Annotated[
+    str | None,
+    typer.Option("--session", "-s", metavar="ID", show_default=False, help="the session to show, e.g. s2"),
+]
+
+
+def choice(option: str, choices: Sequence[str]) -> Callable[[str | None], str | None]:
+    """A typer callback that accepts one of `choices` (any case) and otherwise stops with exit 2.
+
+    The check is ours rather than typer's `Enum` choice, so a typo gets the same one-line usage
+    error and exit status as every other usage problem.
+    """
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        lowered = value.lower()
+        if lowered not in choices:
+            raise UsageProblem(f"{option} {value}: choose one of {', '.join(choices)}")
+        return lowered
+
+    return check
+
+
+def checked_keylog(path: Path | None) -> Path | None:
+    """The key log file, or a usage error (exit 2) naming it when it cannot be used."""
+    if path is None:
+        return None
+    if not path.exists():
+        raise UsageProblem(f"--keylog {path}: no such file")
+    if not path.is_file():
+        raise UsageProblem(f"--keylog {path}: not a file")
+    if not os.access(path, os.R_OK):
+        raise UsageProblem(f"--keylog {path}: permission denied")
+    return path
+
+
+class ByteProgress:
+    """Turns `analyze(progress=)` calls into bytes read of all captures.
+
+    The engine reports the position in the *current* file; a file is done when its position
+    reaches its size (or the position falls back, which means the next file has started).
+    """
+
+    def __init__(self, sizes: Sequence[int], update: Callable[[int], None]) -> None:
+        self.sizes = list(sizes)
+        self.update = update
+        self.index = 0
+        self.finished = 0
+        self.last = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.sizes)
+
+    def __call__(self, position: int) -> None:
+        if self.index < len(self.sizes) and position < self.last:
+            self._next()  # the position fell back: the previous file ended short of its size
+        if self.index >= len(self.sizes):
+            self.update(self.total)
+            return
+        size = self.sizes[self.index]
+        done = self.finished + min(position, size)
+        if position >= size:
+            self._next()
+        else:
+            self.last = position
+        self.update(done)
+
+    def _next(self) -> None:
+        self.finished += self.sizes[self.index]
+        self.index += 1
+        self.last = 0
+
+
+def _bar_wanted(quiet: bool, console: Console) -> bool:
+    return not quiet and console.is_terminal
+
+
+@contextmanager
+def byte_progress(paths: Sequence[Path], quiet: bool, console: Console = err) -> Iterator[Callable[[int], None] | None]:
+    """A progress callback for `lyncpcap.analyze`, or None when no bar should be drawn."""
+    if not _bar_wanted(quiet, console):
+        yield None
+        return
+    sizes = [p.stat().st_size if p.is_file() else 0 for p in paths]
+    label = paths[0].name if len(paths) == 1 else f"{len(paths)} captures"
+    with Progress(
+        TextColumn("[bold]reading[/] {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=sum(sizes))
+        yield ByteProgress(sizes, lambda done: bar.update(task, completed=done))
+
+
+@contextmanager
+def count_progress(total: int, what: str, quiet: bool, console: Console = err) -> Iterator[Callable[[], None]]:
+    """`advance()` once per item done; draws `what 3/20` on a terminal."""
+    if not _bar_wanted(quiet, console):
+        yield lambda: None
+        return
+    with Progress(
+        TextColumn(f"[bold]{what}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda: bar.advance(task)
+
+
+def run_analysis(captures: Sequence[Path], keylog: Path | None, quiet: bool) -> Analysis:
+    """Analyse `captures` together, with a progress bar on a terminal."""
+    from lyncpcap.analysis import analyze
+
+    keylog = checked_keylog(keylog)
+    with byte_progress(captures, quiet) as progress:
+        return analyze(list(captures), keylog=keylog, progress=progress)
+
+
+def pick_sessions(analysis: Analysis, sid: str | None) -> list[Session]:
+    """The session named `sid` (a usage error listing the real ids if there is none), or all."""
+    if sid is None:
+        return list(analysis.session_list)
+    for s in analysis.session_list:
+        if s.id == sid:
+            return [s]
+    known = ", ".join(s.id for s in analysis.session_list) or "none"
+    raise UsageProblem(f"--session {sid}: no such session (sessions: {known})")
+
+
+def one_session(analysis: Analysis, sid: str | None, what: str) -> Session:
+    """Exactly one session: `sid`, or the only one there is."""
+    chosen = pick_sessions(analysis, sid)
+    if len(chosen) == 1:
+        return chosen[0]
+    if not chosen:
+        raise UsageProblem(f"no sign-in sessions in the capture, so no {what}")
+    ids = ", ".join(s.id for s in chosen)
+    raise UsageProblem(f"{what} shows one session; choose one with --session (sessions: {ids})")
+
+
+def write_output(data: str | bytes, output: Path | None) -> None:
+    """Write to `output`, or to stdout (bytes only to a file or a pipe, never a terminal)."""
+    if output is not None:
+        if output.is_dir():
+            raise UsageProblem(f"--output {output}: is a directory")
+        if isinstance(data, bytes):
+            output.write_bytes(data)
+        else:
+            output.write_text(data, encoding="utf-8")
+        return
+    if isinstance(data, bytes):
+        if sys.stdout.isatty():
+            raise UsageProblem("refusing to write binary data to the terminal: use --output FILE")
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        sys.stdout.write(data)
+        sys.stdout.flush()
+
+
+def note(message: str, quiet: bool = False) -> None:
+    """A one-line remark on stderr (what was written where, a capture a batch could not read)."""
+    if not quiet:
+        sys.stderr.write(" ".join(message.split()) + "\n")
+        sys.stderr.flush()
+
+
+def stdout_console(output: Path | None) -> Console:
+    """A console for the table view: colours on a terminal, plain wide text elsewhere."""
+    if output is None and sys.stdout.isatty():
+        return Console(highlight=False, emoji=False)
+    return Console(file=sys.stdout, width=140, color_system=None, highlight=False, emoji=False, force_terminal=False)
