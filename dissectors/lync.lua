@@ -20,9 +20,9 @@ if set_plugin_info then
 end
 
 -- BEGIN GENERATED TABLES
--- Rendered by lyncpcap.wireshark.render_tables() from lyncpcap/steps/rules.py, lyncpcap/steps/dns.py,
--- lyncpcap/steps/kdc.py, lyncpcap/protocols/kerberos.py and lyncpcap/data/clients.json. Do not edit
--- by hand: run `python -m lyncpcap.wireshark` after changing those (tests/test_wireshark_plugin.py checks).
+-- Rendered by lyncpcap.wireshark.render_tables() from lyncpcap/steps/{rules,dns,kdc}.py,
+-- lyncpcap/protocols/{kerberos,adfs,oauth}.py and lyncpcap/data/clients.json. Do not edit by hand:
+-- run `python -m lyncpcap.wireshark` after changing those (tests/test_wireshark_plugin.py checks).
 local URL_RULES = {
   {step = "mex", kind = "webticket-mex", lync = true, ci = true, patterns = {"^/webticket/webticketservice%.svc/mex[/%?]", "^/webticket/webticketservice%.svc/mex$"}},
   {step = "certprov", kind = "certprov-mex", lync = true, ci = true, patterns = {"^/certprov/certprovisioningservice%.svc/mex[/%?]", "^/certprov/certprovisioningservice%.svc/mex$"}},
@@ -161,6 +161,12 @@ local KERBEROS_ERRORS = {
   [93] = "KDC_ERR_UNKNOWN_CRITICAL_FAST_OPTIONS",
 }
 local KDC_CHALLENGE_ERRORS = {[25] = true, [52] = true}
+local ADFS_PRIMARY_METHODS = {["certificateauthentication"] = true, ["devicenauthentication"] = true, ["formsauthentication"] = true, ["windowsauthentication"] = true}
+local ADFS_MFA_MARKERS = {"additionalauthentication", "verification code", "verificationcode", "one-time", "onetimepasscode", "otp", "second factor", "multi-factor"}
+local GRANT_PASSWORD = "password"
+local GRANT_WINDOWS = "urn:microsoft.rtc:windows"
+local GRANT_ANONMEETING = "urn:microsoft.rtc:anonmeeting"
+local GRANT_PASSIVE = "urn:microsoft.rtc:passive"
 -- END GENERATED TABLES
 
 -- ================================================================================================
@@ -186,6 +192,7 @@ local F = {
     gssapi_mechanism = ProtoField.string("lync.gssapi.mechanism", "Mechanism"),
     tls_dsk_flight = ProtoField.string("lync.tls_dsk.flight", "TLS-DSK flight"),
     tls_dsk_record = ProtoField.string("lync.tls_dsk.record", "TLS record"),
+    error = ProtoField.string("lync.error", "Plugin error"),
 }
 lync.fields = F
 
@@ -194,6 +201,8 @@ local E = {
         expert.severity.WARN),
     undecoded = ProtoExpert.new("lync.gssapi.malformed", "gssapi-data is not valid base64",
         expert.group.MALFORMED, expert.severity.WARN),
+    error = ProtoExpert.new("lync.error.expert", "The lync plugin could not classify this frame",
+        expert.group.MALFORMED, expert.severity.ERROR),
 }
 lync.experts = E
 
@@ -307,7 +316,7 @@ end
 local function parse_form(text)
     local out = {}
     if text == nil then return out end
-    for part in text:gmatch("[^&;]+") do
+    for part in text:gmatch("[^&]+") do
         local k, v = part:match("^([^=]*)=(.*)$")
         if k == nil then k, v = part, "" end
         k = url_decode(k)
@@ -844,8 +853,6 @@ local function certprov_response(body)
 end
 
 -- protocols/adfs.py sign-in page
-local MFA_MARKERS = { "additionalauthentication", "verification code", "verificationcode", "one-time",
-    "onetimepasscode", "otp", "second factor", "multi-factor" }
 local function adfs_page(body)
     local low = (body or ""):lower()
     local page = {}
@@ -858,7 +865,7 @@ local function adfs_page(body)
         or low:find('name="password"', 1, true)
     page.token_form = low:find('name="wresult"', 1, true) or low:find("name='wresult'", 1, true)
     local mfa = false
-    for _, m in ipairs(MFA_MARKERS) do
+    for _, m in ipairs(ADFS_MFA_MARKERS) do
         if low:find(m, 1, true) then mfa = true end
     end
     page.mfa = mfa and not page.token_form
@@ -866,8 +873,7 @@ local function adfs_page(body)
     return page
 end
 
-local ADFS_PRIMARY = { formsauthentication = true, windowsauthentication = true,
-    certificateauthentication = true, devicenauthentication = true }
+-- the form fields protocols/adfs.py parse_request reads as a one-time code
 local ADFS_OTP_FIELDS = { otp = true, verificationcode = true, challengequestionanswer = true, pin = true }
 
 -- ================================================================================================
@@ -913,7 +919,8 @@ local function attempt_add(key, rec)
     if rec.outcome == "success" or rec.outcome == "failure" then S.attempts[key] = nil end
 end
 
--- client kinds ranked as sessions.py ranks them: SIP UA, HTTP UA, application UA, tool, browser
+-- client kinds ranked as sessions.py ranks them: SIP UA, HTTP UA, application UA, tool, browser,
+-- unknown; a browser that loads Lync Web App pages or UCWA through XFrame is Lync Web App
 local function client_match(ua)
     for _, c in ipairs(CLIENTS) do
         if matches(c, ua) then return c end
@@ -940,13 +947,14 @@ local function note_user_agent(addr, ua, source)
         rank, kind = 5, "unknown"
     elseif m.family == "browser" then
         rank, kind = 4, m.kind
-        c.browserish = true
     elseif m.family == "tool" then
         rank, kind = 3, m.kind
     elseif source == "sip" then
         rank, kind = 0, m.kind
-    else
+    elseif source == "http" then
         rank, kind = 1, m.kind
+    else -- the UserAgent a UCWA application declares
+        rank, kind = 2, m.kind
     end
     if c.rank == nil or rank < c.rank then
         c.rank, c.kind = rank, kind
@@ -956,7 +964,7 @@ end
 local function client_kind(addr)
     local c = addr and S.clients[addr]
     if c == nil or c.rank == nil then return "unknown" end
-    if c.rank >= 4 and c.lwa then return LWA_KIND end
+    if c.rank == 4 and c.lwa then return LWA_KIND end
     if c.rank == 5 then return "unknown" end
     return c.kind
 end
@@ -1068,12 +1076,12 @@ local function http_step_auth(rec, req_body, query)
         local form = parse_form(req_body)
         local g = form.grant_type
         if nonempty(g) then
-            if g == "password" then
+            if g == GRANT_PASSWORD then
                 rec.auth, rec.credential = "password", nonempty(form.password)
                 if nonempty(form.username) then rec.account = form.username end
-            elseif g == "urn:microsoft.rtc:anonmeeting" then
+            elseif g == GRANT_ANONMEETING then
                 rec.auth, rec.credential = "anonymous", true
-            elseif g == "urn:microsoft.rtc:passive" then
+            elseif g == GRANT_PASSIVE then
                 rec.auth, rec.credential = "passive", rec.fedauth == true
             end
         end
@@ -1090,7 +1098,7 @@ local function http_step_auth(rec, req_body, query)
         local user = f.UserName or f.username
         if nonempty(user) then rec.account = user end
         if nonempty(f.Password) or nonempty(f.password) then rec.credential = true end
-        if (nonempty(method) and not ADFS_PRIMARY[method:lower()]) or otp then rec.credential = true end
+        if (nonempty(method) and not ADFS_PRIMARY_METHODS[method:lower()]) or otp then rec.credential = true end
         if nonempty(wresult) then rec.credential = true end
     elseif rec.step == "certprov" then
         local x = xml_text(req_body)
@@ -1132,6 +1140,10 @@ local function http_request(pinfo)
     end
     local fd = first("http.file_data")
     local body = fd and bytes_of(fd) or nil
+    if rec.kind == "applications" and method == "POST" and body then
+        local app_ua = body:match('"[Uu][Ss][Ee][Rr][Aa][Gg][Ee][Nn][Tt]"%s*:%s*"([^"]*)"')
+        note_user_agent(client, app_ua, "application")
+    end
     http_request_auth(rec, h)
     http_step_auth(rec, body, uri:match("%?(.*)$"))
     attempt_add(conv, rec)
@@ -1593,30 +1605,37 @@ local function sign_in_record(rec)
     return req.lync == true
 end
 
+local function classify(pinfo)
+    local rec, gss
+    if value_of("http.request.method") then
+        rec = http_request(pinfo)
+    elseif value_of("http.response.code") then
+        rec = http_response(pinfo)
+    end
+    if rec == nil and first("sip.msg_hdr") then
+        rec, gss = sip_frame(pinfo)
+    end
+    if rec == nil and first("dns.qry.name") then
+        rec = dns_frame(pinfo)
+    end
+    if rec == nil and first("kerberos.msg_type") then
+        rec = kdc_frame(pinfo)
+    end
+    if gss and #gss > 0 then
+        rec = rec or { role = "gssapi", proto = "sip" }
+        rec.gssapi = gss
+    end
+    return rec
+end
+
 function lync.dissector(tvb, pinfo, tree)
     -- Classify each frame once, in the first pass that has field values (Wireshark dissects
     -- without a tree when nothing asks for one; then the extractors, frame.number too, are empty).
     if not S.seen[pinfo.number] and first("frame.number") ~= nil then
         S.seen[pinfo.number] = true
-        local rec, gss
-        if value_of("http.request.method") then
-            rec = http_request(pinfo)
-        elseif value_of("http.response.code") then
-            rec = http_response(pinfo)
-        end
-        if rec == nil and first("sip.msg_hdr") then
-            rec, gss = sip_frame(pinfo)
-        end
-        if rec == nil and first("dns.qry.name") then
-            rec = dns_frame(pinfo)
-        end
-        if rec == nil and first("kerberos.msg_type") then
-            rec = kdc_frame(pinfo)
-        end
-        if gss and #gss > 0 then
-            rec = rec or { role = "gssapi", proto = "sip" }
-            rec.gssapi = gss
-        end
+        -- a frame the plugin cannot read is marked, never a reason to stop reading the capture
+        local ok, rec = pcall(classify, pinfo)
+        if not ok then rec = { role = "error", error = tostring(rec) } end
         if rec then
             rec.frame = rec.frame or pinfo.number
             S.frames[pinfo.number] = rec
@@ -1625,6 +1644,12 @@ function lync.dissector(tvb, pinfo, tree)
     local rec = S.frames[pinfo.number]
     if rec == nil then return end
     local t
+    if rec.error then
+        t = tree:add(lync, tvb()):set_text("Lync: plugin error")
+        t:add(F.error, rec.error):set_generated()
+        t:add_proto_expert_info(E.error, "lync.lua: " .. rec.error)
+        return
+    end
     if sign_in_record(rec) then
         t = show(rec, tree, tvb, pinfo)
     end

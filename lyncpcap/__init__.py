@@ -8,6 +8,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from lyncpcap.analysis import Analysis, analyze  # noqa: E402
+from lyncpcap.analysis import Analysis, analyze
 
 __all__ = ["Analysis", "__version__", "analyze"]

@@ -11,15 +11,15 @@ import sys
 import click
 
 from lyncpcap.commands import UsageProblem, app
-from lyncpcap.errors import CaptureError
 
 # Importing the command modules registers their commands on `app`.
-from lyncpcap.commands import analyze as _analyze  # noqa: E402,F401
-from lyncpcap.commands import wireshark as _wireshark  # noqa: E402,F401
-from lyncpcap.commands import batch as _batch  # noqa: E402,F401
-from lyncpcap.commands import plot as _plot  # noqa: E402,F401
-from lyncpcap.commands import timeline as _timeline  # noqa: E402,F401
-from lyncpcap.commands import audit as _audit  # noqa: E402,F401
+from lyncpcap.commands import analyze as _analyze  # noqa: F401
+from lyncpcap.commands import audit as _audit  # noqa: F401
+from lyncpcap.commands import batch as _batch  # noqa: F401
+from lyncpcap.commands import plot as _plot  # noqa: F401
+from lyncpcap.commands import timeline as _timeline  # noqa: F401
+from lyncpcap.commands import wireshark as _wireshark  # noqa: F401
+from lyncpcap.errors import CaptureError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         name = getattr(exc, "filename", None)
         fail(f"lyncpcap: error: {name + ': ' if name else ''}{exc.strerror or exc}")
         sys.exit(EXIT_INPUT)
-    except Exception as exc:  # noqa: BLE001 - the contract promises one line, never a traceback
+    except Exception as exc:
         fail(f"lyncpcap: internal error: {type(exc).__name__}: {exc} (please report this with the capture)")
         sys.exit(EXIT_INTERNAL)
     sys.exit(EXIT_OK)

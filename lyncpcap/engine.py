@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from lyncpcap.flows import Connection, Dispatcher, StreamSink
 from lyncpcap.model import AuthExchange, Step
 from lyncpcap.protocols import dns as dns_proto
 from lyncpcap.protocols import kerberos, tls
-from lyncpcap.protocols.http import HttpExchange, HttpStream, looks_like_http_request, looks_like_sip
+from lyncpcap.protocols.http import HttpStream, looks_like_http_request, looks_like_sip
 from lyncpcap.protocols.sip import SipMessage, SipStream, parse_datagram
 from lyncpcap.read import open_capture
 from lyncpcap.steps.common import Endpoints
@@ -207,13 +208,13 @@ class Engine:
         if looks_like_http_request(first) or first.startswith(b"HTTP/"):
             https = transport == "tls" or (ep.dst_port in HTTPS_PORTS)
             state = ConnState(endpoints=ep, scheme="https" if https else "http")
-            sink = HttpStream(lambda ex, st=state: self.http.on_exchange(st, ex))
+            sink = HttpStream(partial(self.http.on_exchange, state))
         elif looks_like_sip(first):
-            sink = SipStream(lambda msg, e=ep: self._sip_tcp(e, msg))
+            sink = SipStream(partial(self._sip_tcp, ep))
         elif conn.server_port in KDC_PORTS or conn.client_port in KDC_PORTS:
-            sink = _FramedSink(kerberos.KerberosTcpFramer, lambda d, rec, ts, fr, e=ep: self._kdc_tcp(e, d, rec, ts, fr))
+            sink = _FramedSink(kerberos.KerberosTcpFramer, partial(self._kdc_tcp, ep))
         elif conn.server_port in DNS_PORTS or conn.client_port in DNS_PORTS:
-            sink = _FramedSink(dns_proto.DnsTcpFramer, lambda d, rec, ts, fr, e=ep: self._dns_tcp(e, d, rec, ts, fr))
+            sink = _FramedSink(dns_proto.DnsTcpFramer, partial(self._dns_tcp, ep))
         elif tls.looks_like_tls(first) and transport == "tcp":
             rec = TlsConnection(
                 conn=conn.index,
@@ -239,7 +240,7 @@ class Engine:
         elif looks_like_sip(payload):
             try:
                 msg = parse_datagram(payload, frame, ts)
-            except Exception:  # noqa: BLE001 - a damaged datagram is counted, never fatal
+            except Exception:
                 self.note("a SIP datagram could not be parsed")
                 return
             ep = Endpoints(src, src, dst, sport, dport, None, "udp") if msg.is_request else Endpoints(dst, dst, src, dport, sport, None, "udp")

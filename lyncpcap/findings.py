@@ -7,6 +7,7 @@ and two-factor authentication is mandatory for external access.  Each finding ca
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -43,9 +44,7 @@ def _credential_failures(steps: list[Step]) -> list[Step]:
     for s in steps:
         if s.result != "failure":
             continue
-        if s.credential and s.auth in ("ntlm", "kerberos", "soap", "password", "passive", "digest"):
-            out.append(s)
-        elif s.step == "kerberos" and s.facts.get("error_code") in (18, 24):
+        if (s.credential and s.auth in ("ntlm", "kerberos", "soap", "password", "passive", "digest")) or (s.step == "kerberos" and s.facts.get("error_code") in (18, 24)):
             out.append(s)
     return out
 
@@ -235,16 +234,18 @@ def build(sessions: list[Session], steps: list[Step], auth: list[AuthExchange], 
     findings.extend(_config_findings(steps, sessions))
 
     # kerberos-fallback-ntlm -------------------------------------------------------------------
-    fallback = []
-    for s in sessions:
-        if s.location != "internal":
+    fallback: list[tuple[Session, list[Step]]] = []
+    for sess in sessions:
+        if sess.location != "internal":
             continue
-        offered_negotiate = any("Negotiate" in (st.facts.get("offered") or []) or "Kerberos" in (st.facts.get("offered") or []) for st in s.steps)
-        ntlm_used = [st for st in s.steps if st.auth == "ntlm" and st.credential]
+        offered_negotiate = any(
+            "Negotiate" in (st.facts.get("offered") or []) or "Kerberos" in (st.facts.get("offered") or []) for st in sess.steps
+        )
+        ntlm_used = [st for st in sess.steps if st.auth == "ntlm" and st.credential]
         if offered_negotiate and ntlm_used:
-            fallback.append((s, ntlm_used))
+            fallback.append((sess, ntlm_used))
     if fallback:
-        spn_errors = [st for s, _ in fallback for st in s.steps if st.step == "kerberos" and st.facts.get("error_code") == 7]
+        spn_errors = [st for sess, _ in fallback for st in sess.steps if st.step == "kerberos" and st.facts.get("error_code") == 7]
         findings.append(
             Finding(
                 id="kerberos-fallback-ntlm",
@@ -254,8 +255,8 @@ def build(sessions: list[Session], steps: list[Step], auth: list[AuthExchange], 
                     f"{len(fallback)} internal sign-in(s) answered a Negotiate/Kerberos offer with NTLM."
                     + (f" The KDC reported {len(spn_errors)} unknown SPN(s) ({', '.join(sorted({str(st.url) for st in spn_errors}))})." if spn_errors else "")
                 ),
-                sessions=tuple(s.id for s, _ in fallback),
-                evidence=tuple(f"{s.id} frame {u[0].frame}: {u[0].method} {u[0].url} with NTLM" for s, u in fallback[:20])
+                sessions=tuple(sess.id for sess, _ in fallback),
+                evidence=tuple(f"{sess.id} frame {u[0].frame}: {u[0].method} {u[0].url} with NTLM" for sess, u in fallback[:20])
                 + tuple(f"frame {st.frame}: {st.failure_evidence} for {st.url}" for st in spn_errors[:10]),
                 advice=(
                     "Assign a Kerberos account to the site and publish the HTTP SPNs (New-CsKerberosAccount, "
@@ -372,7 +373,7 @@ def _retry_pattern(lst: list[Step]) -> str | None:
     for src, times in by_src.items():
         if len(times) < 3:
             continue
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         mean = sum(gaps) / len(gaps)
         if mean > 0 and max(gaps) - min(gaps) <= 0.25 * mean:
             return f"{src} retries every ~{mean:.0f} s"

@@ -247,14 +247,15 @@ def _load_clients() -> dict[str, object]:
 
 def render_tables() -> str:
     """The Lua source of the generated block, from the Python tables it must agree with."""
+    from lyncpcap.protocols import adfs, oauth
     from lyncpcap.protocols.kerberos import ERROR_NAMES
     from lyncpcap.steps import dns, kdc, rules
 
     lines = [
         BEGIN_MARK,
-        "-- Rendered by lyncpcap.wireshark.render_tables() from lyncpcap/steps/rules.py, lyncpcap/steps/dns.py,",
-        "-- lyncpcap/steps/kdc.py, lyncpcap/protocols/kerberos.py and lyncpcap/data/clients.json. Do not edit",
-        "-- by hand: run `python -m lyncpcap.wireshark` after changing those (tests/test_wireshark_plugin.py checks).",
+        "-- Rendered by lyncpcap.wireshark.render_tables() from lyncpcap/steps/{rules,dns,kdc}.py,",
+        "-- lyncpcap/protocols/{kerberos,adfs,oauth}.py and lyncpcap/data/clients.json. Do not edit by hand:",
+        "-- run `python -m lyncpcap.wireshark` after changing those (tests/test_wireshark_plugin.py checks).",
         "local URL_RULES = {",
     ]
     for r in rules.RULES:
@@ -283,7 +284,7 @@ def render_tables() -> str:
     lines.append("}")
     browser = lua_matcher(str(data["browser_regex"]))
     lines.append(
-        f"local BROWSER = {{kind = {_lua_string(str(data['browser_kind']))}, family = \"browser\", {_matcher_fields(browser)}}}"
+        f'local BROWSER = {{kind = {_lua_string(str(data["browser_kind"]))}, family = "browser", {_matcher_fields(browser)}}}'
     )
     lines.append(f"local LWA_KIND = {_lua_string(str(data['lwa_kind']))}")
     lines.append("local KERBEROS_ERRORS = {")
@@ -292,6 +293,12 @@ def render_tables() -> str:
     lines.append("}")
     challenge = ", ".join(f"[{c}] = true" for c in sorted(kdc.CHALLENGE_ERRORS))
     lines.append(f"local KDC_CHALLENGE_ERRORS = {{{challenge}}}")
+    primary = ", ".join(f"[{_lua_string(m)}] = true" for m in sorted(adfs.PRIMARY_METHODS))
+    lines.append(f"local ADFS_PRIMARY_METHODS = {{{primary}}}")
+    markers = ", ".join(_lua_string(m.decode("ascii")) for m in adfs._MFA_MARKERS)
+    lines.append(f"local ADFS_MFA_MARKERS = {{{markers}}}")
+    for name in ("GRANT_PASSWORD", "GRANT_WINDOWS", "GRANT_ANONMEETING", "GRANT_PASSIVE"):
+        lines.append(f"local {name} = {_lua_string(getattr(oauth, name))}")
     lines.append(END_MARK)
     return "\n".join(lines) + "\n"
 
@@ -346,7 +353,9 @@ def personal_lua_plugins_dir(programs: Iterable[str] = ("tshark", "wireshark")) 
             tried.append(program)
             continue
         try:
-            out = subprocess.run([exe, "-G", "folders"], capture_output=True, text=True, timeout=60, check=False)
+            out = subprocess.run(
+                [exe, "-G", "folders"], capture_output=True, text=True, timeout=60, check=False
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             raise InstallError(f"could not run {program} -G folders: {exc}") from exc
         m = _FOLDER_LINE.search(out.stdout)

@@ -66,13 +66,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     jobs = [(name, two) for name in captures for two in (False, True)]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2)) as pool:
         futures = {
-            job: pool.submit(run_plugin, captures[job[0]], keylog=keylog_of(captures[job[0]]), two_pass=job[1])
+            job: pool.submit(
+                run_plugin, captures[job[0]], keylog=keylog_of(captures[job[0]]), two_pass=job[1]
+            )
             for job in jobs
         }
         results = {job: f.result() for job, f in futures.items()}
     return {
-        name: Run(path, keylog_of(path), lyncpcap.analyze(path), results[(name, False)], results[(name, True)],
-                  keylog_of(path) is not None or embeds_secrets(path))
+        name: Run(
+            path,
+            keylog_of(path),
+            lyncpcap.analyze(path),
+            results[(name, False)],
+            results[(name, True)],
+            keylog_of(path) is not None or embeds_secrets(path),
+        )
         for name, path in captures.items()
     }
 
@@ -88,10 +96,16 @@ def first_identity(step: Step) -> str:
 
 def answers(frames: dict[int, Frame]) -> dict[int, Frame]:
     """Response frames with a result, by the request frame they answer."""
-    return {int(f.one("lync.request_in")): f for f in frames.values() if f.one("lync.request_in") and f.one("lync.result")}
+    return {
+        int(f.one("lync.request_in")): f
+        for f in frames.values()
+        if f.one("lync.request_in") and f.one("lync.result")
+    }
 
 
-def step_mismatches(analysis: Analysis, frames: dict[int, Frame], *, two_pass: bool, sees_all: bool) -> list[str]:
+def step_mismatches(
+    analysis: Analysis, frames: dict[int, Frame], *, two_pass: bool, sees_all: bool
+) -> list[str]:
     """Every disagreement on step, auth (and the URL rule's kind) between the analysis and the plugin.
 
     A request that only its answer marks as Lync (X-MS-Server-Fqdn on an unlisted URL) can be
@@ -103,7 +117,9 @@ def step_mismatches(analysis: Analysis, frames: dict[int, Frame], *, two_pass: b
         f = frames[s.frame]
         if not sign_in(s):
             if f.one("lync.step") and not f.one("lync.request_in"):
-                problems.append(f"frame {s.frame}: plugin says {f.one('lync.step')!r}, analysis: not a sign-in step")
+                problems.append(
+                    f"frame {s.frame}: plugin says {f.one('lync.step')!r}, analysis: not a sign-in step"
+                )
             continue
         python_frames.add(s.frame)
         if s.facts.get("kind") == "web" and not two_pass:
@@ -113,12 +129,18 @@ def step_mismatches(analysis: Analysis, frames: dict[int, Frame], *, two_pass: b
         if got != want:
             problems.append(f"frame {s.frame} {s.method} {s.url}: plugin (step, auth) {got}, analysis {want}")
         if s.facts.get("kind") and f.one("lync.kind") != s.facts["kind"]:
-            problems.append(f"frame {s.frame}: plugin kind {f.one('lync.kind')!r}, analysis {s.facts['kind']!r}")
+            problems.append(
+                f"frame {s.frame}: plugin kind {f.one('lync.kind')!r}, analysis {s.facts['kind']!r}"
+            )
     if sees_all:
         for f in frames.values():
-            labelled_request = f.one("lync.step") and not f.one("lync.request_in") and not f.one("lync.retransmission_of")
+            labelled_request = (
+                f.one("lync.step") and not f.one("lync.request_in") and not f.one("lync.retransmission_of")
+            )
             if labelled_request and f.number not in python_frames:
-                problems.append(f"frame {f.number}: plugin says {f.one('lync.step')!r}, the analysis has no step there")
+                problems.append(
+                    f"frame {f.number}: plugin says {f.one('lync.step')!r}, the analysis has no step there"
+                )
     return problems
 
 
@@ -143,11 +165,21 @@ def test_packaged_copy_is_the_canonical_plugin() -> None:
 @pytest.mark.parametrize(
     ("regex", "ci", "patterns"),
     [
-        (r"^/webticket/webticketservice\.svc/mex(?:[/?]|$)", False,
-         ("^/webticket/webticketservice%.svc/mex[/%?]", "^/webticket/webticketservice%.svc/mex$")),
-        (r"(?i)(iPhoneLync|Lync/[\d.]+ .*(CFNetwork|Darwin))", True,
-         ("iphonelync", "lync/[%d%.]+ .*cfnetwork", "lync/[%d%.]+ .*darwin")),
-        (r"^/ucwa/(?:oauth/|anonymous/)?v1/x", False, ("^/ucwa/oauth/v1/x", "^/ucwa/anonymous/v1/x", "^/ucwa/v1/x")),
+        (
+            r"^/webticket/webticketservice\.svc/mex(?:[/?]|$)",
+            False,
+            ("^/webticket/webticketservice%.svc/mex[/%?]", "^/webticket/webticketservice%.svc/mex$"),
+        ),
+        (
+            r"(?i)(iPhoneLync|Lync/[\d.]+ .*(CFNetwork|Darwin))",
+            True,
+            ("iphonelync", "lync/[%d%.]+ .*cfnetwork", "lync/[%d%.]+ .*darwin"),
+        ),
+        (
+            r"^/ucwa/(?:oauth/|anonymous/)?v1/x",
+            False,
+            ("^/ucwa/oauth/v1/x", "^/ucwa/anonymous/v1/x", "^/ucwa/v1/x"),
+        ),
         (r"OC/15\.[^ ]* \(Skype", False, ("OC/15%.[^ ]* %(Skype",)),
         (r"a*?b-c", False, ("a-b%-c",)),
     ],
@@ -156,14 +188,18 @@ def test_regex_to_lua_translation(regex: str, ci: bool, patterns: tuple[str, ...
     assert wireshark.lua_matcher(regex) == wireshark.LuaMatcher(ci, patterns)
 
 
-@pytest.mark.parametrize("regex", [r"(ab)+", r"a{2}", r"\bword", r"(?=x)y", r"a^b", r"a$b", r"(?P<n>x)", r"[[:alpha:]]", "é"])
+@pytest.mark.parametrize(
+    "regex", [r"(ab)+", r"a{2}", r"\bword", r"(?=x)y", r"a^b", r"a$b", r"(?P<n>x)", r"[[:alpha:]]", "é"]
+)
 def test_regex_translation_refuses_what_lua_cannot_express(regex: str) -> None:
     with pytest.raises(wireshark.PatternError):
         wireshark.lua_matcher(regex)
 
 
 def test_render_plugin_refreshes_a_stale_block() -> None:
-    stale = "-- head\n" + wireshark.BEGIN_MARK + "\nlocal URL_RULES = {}\n" + wireshark.END_MARK + "\n-- tail\n"
+    stale = (
+        "-- head\n" + wireshark.BEGIN_MARK + "\nlocal URL_RULES = {}\n" + wireshark.END_MARK + "\n-- tail\n"
+    )
     fresh = wireshark.render_plugin(stale)
     assert fresh.startswith("-- head\n") and fresh.endswith("-- tail\n")
     assert wireshark.generated_block(fresh) == wireshark.render_tables()
@@ -174,6 +210,13 @@ def test_render_plugin_refreshes_a_stale_block() -> None:
 # ------------------------------------------------------------------------------------------------
 # agreement with the analysis
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+def test_no_frame_trips_the_plugin(name: str, runs: dict[str, Run]) -> None:
+    for frames in (runs[name].one_pass, runs[name].two_pass):
+        errors = {f.number: f.one("lync.error") for f in frames.values() if f.one("lync.error")}
+        assert not errors
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_step_and_auth_agree_frame_by_frame(name: str, runs: dict[str, Run]) -> None:
     """`tshark -X lua_script:dissectors/lync.lua -r CAPTURE -T fields -e lync.step -e lync.auth`."""
@@ -195,10 +238,14 @@ def test_two_pass_agrees_on_step_auth_user_and_client(name: str, runs: dict[str,
             continue
         f = run.two_pass[s.frame]
         if f.one("lync.user") != first_identity(s):
-            problems.append(f"frame {s.frame} {s.step}: plugin user {f.one('lync.user')!r}, analysis {first_identity(s)!r}")
+            problems.append(
+                f"frame {s.frame} {s.step}: plugin user {f.one('lync.user')!r}, analysis {first_identity(s)!r}"
+            )
         kind = session_kind.get(id(s))
         if not run.decrypts and kind is not None and f.one("lync.client_kind") != kind:
-            problems.append(f"frame {s.frame} {s.step}: plugin client {f.one('lync.client_kind')!r}, analysis {kind!r}")
+            problems.append(
+                f"frame {s.frame} {s.step}: plugin client {f.one('lync.client_kind')!r}, analysis {kind!r}"
+            )
     assert not problems, "\n".join(problems)
 
 
@@ -209,9 +256,11 @@ def test_results_and_diagnostics_agree_on_the_answers(name: str, runs: dict[str,
     answered = answers(frames)
     steps = {s.frame: s for s in run.analysis.step_list if sign_in(s)}
     problems = []
-    for request, f in answered.items():
+    for request, answer in answered.items():
         if request not in steps and not run.decrypts:
-            problems.append(f"frame {f.number} answers frame {request}, which the analysis has no step for")
+            problems.append(
+                f"frame {answer.number} answers frame {request}, which the analysis has no step for"
+            )
     for s in steps.values():
         if s.status == "timeout":
             continue  # a DNS query nobody answered: no answer frame to carry the result
@@ -237,8 +286,12 @@ def test_tls_twins_read_with_their_keys_match_the_plaintext_analysis(name: str, 
     assert twin.decrypts
     results = answers(twin.two_pass)
     got = [
-        (f.one("lync.step"), f.one("lync.auth") or None, results[f.number].one("lync.result") if f.number in results else "none",
-         f.one("lync.user"))
+        (
+            f.one("lync.step"),
+            f.one("lync.auth") or None,
+            results[f.number].one("lync.result") if f.number in results else "none",
+            f.one("lync.user"),
+        )
         for f in sorted(twin.two_pass.values(), key=lambda x: x.number)
         if f.one("lync.step") and not f.one("lync.request_in") and not f.one("lync.retransmission_of")
     ]
@@ -272,19 +325,41 @@ def test_sip_kerberos_spn_shows_as_kerberos_field(runs: dict[str, Run]) -> None:
 
 
 def test_tls_dsk_flights_are_labelled(runs: dict[str, Run]) -> None:
-    flights = [f.one("lync.tls_dsk.flight") for f in _register_frames(runs["02-desktop-external-ntlm.pcapng"])]
+    flights = [
+        f.one("lync.tls_dsk.flight") for f in _register_frames(runs["02-desktop-external-ntlm.pcapng"])
+    ]
     assert [x for x in flights if x] == ["hello", "server", "final", "final"]
 
 
 def test_web_ticket_tree_in_verbose_output() -> None:
     out = subprocess.run(
-        [tshark_path(), "-n", "-X", f"lua_script:{PLUGIN}", "-r", str(SAMPLES / "02-desktop-external-ntlm.pcapng"),
-         "-Y", 'lync.step == "webticket" && lync.result == "success"', "-V", "-O", "lync"],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            tshark_path(),
+            "-n",
+            "-X",
+            f"lua_script:{PLUGIN}",
+            "-r",
+            str(SAMPLES / "02-desktop-external-ntlm.pcapng"),
+            "-Y",
+            'lync.step == "webticket" && lync.result == "success"',
+            "-V",
+            "-O",
+            "lync",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
-    tree = out[out.index("Lync sign-in: webticket, ntlm, success"):].split("\n\n")[0]
-    for line in ("[Step: webticket]", "[Authentication: ntlm]", "[Result: success]", "[User: CONTOSO\\carol]",
-                 "[Client kind: Lync 2013 desktop]", "[Request in frame: 30]"):
+    tree = out[out.index("Lync sign-in: webticket, ntlm, success") :].split("\n\n")[0]
+    for line in (
+        "[Step: webticket]",
+        "[Authentication: ntlm]",
+        "[Result: success]",
+        "[User: CONTOSO\\carol]",
+        "[Client kind: Lync 2013 desktop]",
+        "[Request in frame: 30]",
+    ):
         assert line in tree
 
 
@@ -322,7 +397,9 @@ def test_installed_plugin_loads_in_tshark(tmp_path: Path) -> None:
 
 
 def test_personal_lua_folder_is_what_tshark_says() -> None:
-    folders = subprocess.run([tshark_path(), "-G", "folders"], capture_output=True, text=True, check=True).stdout
+    folders = subprocess.run(
+        [tshark_path(), "-G", "folders"], capture_output=True, text=True, check=True
+    ).stdout
     m = re.search(r"^Personal Lua Plugins:\s*(.+?)\s*$", folders, re.MULTILINE)
     assert m is not None
     assert wireshark.personal_lua_plugins_dir() == Path(m.group(1))
@@ -339,7 +416,9 @@ def test_install_without_tshark_is_a_one_line_usage_error(
     assert "\n" not in err and "apt-get install tshark" in err and err.startswith("lyncpcap: error:")
 
 
-def test_install_into_an_unwritable_place_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_install_into_an_unwritable_place_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(SystemExit) as exit_info:

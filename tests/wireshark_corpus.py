@@ -32,7 +32,10 @@ URL_CASES: tuple[tuple[str, str], ...] = (
     ("lyncweb.contoso.com", "/WebTicket/WebTicketService.svc/Auth/"),
     ("lyncweb.contoso.com", "/WebTicket/oauthtoken"),
     ("lyncweb.contoso.com", "/WebTicket/oauthtokens"),
-    ("lyncweb.contoso.com", "/Autodiscover/AutodiscoverService.svc/root/oauth/user?originalDomain=contoso.com"),
+    (
+        "lyncweb.contoso.com",
+        "/Autodiscover/AutodiscoverService.svc/root/oauth/user?originalDomain=contoso.com",
+    ),
     ("lyncweb.contoso.com", "/Autodiscover/AutodiscoverService.svc/root/user"),
     ("lyncweb.contoso.com", "/Autodiscover/AutodiscoverService.svc/root/domain"),
     ("lyncweb.contoso.com", "/Autodiscover/AutodiscoverService.svc/root?originalDomain=contoso.com"),
@@ -142,7 +145,11 @@ def http_request(method: str, target: str, headers: list[tuple[str, str]], body:
 
 
 def http_response(status: int, reason: str, headers: list[tuple[str, str]] = (), body: bytes = b"") -> bytes:  # type: ignore[assignment]
-    lines = [f"HTTP/1.1 {status} {reason}", *(f"{k}: {v}" for k, v in headers), f"Content-Length: {len(body)}"]
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        *(f"{k}: {v}" for k, v in headers),
+        f"Content-Length: {len(body)}",
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
@@ -179,7 +186,9 @@ def _sb(length: int, offset: int) -> bytes:
     return struct.pack("<HHI", length, length, offset)
 
 
-def ntlm_authenticate(domain: str, user: str, *, unicode: bool = True, nt_len: int = 48, flags: int | None = None) -> bytes:
+def ntlm_authenticate(
+    domain: str, user: str, *, unicode: bool = True, nt_len: int = 48, flags: int | None = None
+) -> bytes:
     """A type-3 message with the given names (the responses are filler of realistic sizes)."""
     enc = "utf-16-le" if unicode else "ascii"
     dom, usr, ws = domain.encode(enc), user.encode(enc), "WS01".encode(enc)
@@ -204,13 +213,23 @@ def ntlm_authenticate(domain: str, user: str, *, unicode: bool = True, nt_len: i
 
 
 NTLM_ANONYMOUS = (
-    b"NTLMSSP\0" + struct.pack("<I", 3) + _sb(1, 72) + _sb(0, 73) * 5 + struct.pack("<I", 0xA01)
-    + bytes.fromhex("0601b11d0000000f") + b"\0"
+    b"NTLMSSP\0"
+    + struct.pack("<I", 3)
+    + _sb(1, 72)
+    + _sb(0, 73) * 5
+    + struct.pack("<I", 0xA01)
+    + bytes.fromhex("0601b11d0000000f")
+    + b"\0"
 )
 NTLM_NEGOTIATE = b"NTLMSSP\0" + struct.pack("<I", 1) + struct.pack("<I", 0xA2088207) + _sb(0, 32) * 2
 NTLM_CHALLENGE = (
-    b"NTLMSSP\0" + struct.pack("<I", 2) + _sb(0, 48) + struct.pack("<I", 0xA2898205) + bytes(range(8))
-    + b"\0" * 8 + _sb(0, 48)
+    b"NTLMSSP\0"
+    + struct.pack("<I", 2)
+    + _sb(0, 48)
+    + struct.pack("<I", 0xA2898205)
+    + bytes(range(8))
+    + b"\0" * 8
+    + _sb(0, 48)
 )
 
 
@@ -220,11 +239,28 @@ def b64(data: bytes) -> str:
 
 def sample_kerberos_negotiate() -> str:
     """The real SPNEGO/Kerberos AP-REQ of sample 01 (what a domain-joined client sends)."""
-    out = subprocess.run(
-        [tshark_path(), "-n", "-r", str(REPO / "sample_captures" / "01-desktop-internal-kerberos.pcapng"),
-         "-Y", "http.authorization", "-T", "fields", "-e", "http.authorization"],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout.split("\n")[0].strip()
+    out = (
+        subprocess.run(
+            [
+                tshark_path(),
+                "-n",
+                "-r",
+                str(REPO / "sample_captures" / "01-desktop-internal-kerberos.pcapng"),
+                "-Y",
+                "http.authorization",
+                "-T",
+                "fields",
+                "-e",
+                "http.authorization",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        .stdout.split("\n")[0]
+        .strip()
+    )
     if not out.startswith("Negotiate "):
         raise RuntimeError("sample 01 no longer carries a Negotiate token")
     return out.split(" ", 1)[1]
@@ -244,7 +280,7 @@ USERNAME_TOKEN_BODY = (
     '<o:Security xmlns:o="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">'
     "<o:UsernameToken><o:Username>{user}</o:Username>"
     '<o:Password Type="#PasswordText">{password}</o:Password></o:UsernameToken></o:Security></s:Header>'
-    "<s:Body><wst:RequestSecurityToken xmlns:wst=\"http://docs.oasis-open.org/ws-sx/ws-trust/200512\">"
+    '<s:Body><wst:RequestSecurityToken xmlns:wst="http://docs.oasis-open.org/ws-sx/ws-trust/200512">'
     "<wst:TokenType>urn:component:Microsoft.Rtc.WebAuthentication.2010:user-cwt-1</wst:TokenType>"
     "</wst:RequestSecurityToken></s:Body></s:Envelope>"
 )
@@ -292,12 +328,16 @@ CERTPROV_ERROR = (
     '<GetAndPublishCertResponse xmlns="http://schemas.microsoft.com/OCS/AuthWebServices/">'
     "<ErrorInfo><Code>DataStoreUnavailable</Code></ErrorInfo></GetAndPublishCertResponse></s:Body></s:Envelope>"
 )
-ADFS_LOGIN = '<html><form method="post"><input name="UserName"/><input type="password" name="Password"/></form></html>'
+ADFS_LOGIN = (
+    '<html><form method="post"><input name="UserName"/><input type="password" name="Password"/></form></html>'
+)
 ADFS_ERROR = (
     '<html><form><input type="password" name="Password"/>'
     '<span id="errorText">Incorrect user ID or password.</span></form></html>'
 )
-ADFS_TOKEN = '<html><form method="POST"><input type="hidden" name="wresult" value="&lt;t:RSTR/&gt;"/></form></html>'
+ADFS_TOKEN = (
+    '<html><form method="POST"><input type="hidden" name="wresult" value="&lt;t:RSTR/&gt;"/></form></html>'
+)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -322,21 +362,55 @@ def build(path: Path) -> Path:
     # every URL rule, one connection
     conn("10.9.0.10", [(http_request("GET", t, [("Host", h), ua]), ok) for h, t in URL_CASES])
     # a request that only its answer (X-MS-Server-Fqdn) marks as Lync
-    conn("10.9.0.11", [(http_request("GET", "/unlisted/path", [("Host", "lyncweb.contoso.com"), ua]),
-                        http_response(200, "OK", [("X-MS-Server-Fqdn", "fe01.contoso.com")]))])
+    conn(
+        "10.9.0.11",
+        [
+            (
+                http_request("GET", "/unlisted/path", [("Host", "lyncweb.contoso.com"), ua]),
+                http_response(200, "OK", [("X-MS-Server-Fqdn", "fe01.contoso.com")]),
+            )
+        ],
+    )
     # every user agent, one client address each
     for i, agent in enumerate(USER_AGENTS):
-        conn(f"10.9.2.{i + 1}", [(http_request("GET", "/ucwa/oauth/v1/applications/1/me",
-                                               [("Host", "lyncweb.contoso.com"), ("User-Agent", agent)]), ok)])
+        conn(
+            f"10.9.2.{i + 1}",
+            [
+                (
+                    http_request(
+                        "GET",
+                        "/ucwa/oauth/v1/applications/1/me",
+                        [("Host", "lyncweb.contoso.com"), ("User-Agent", agent)],
+                    ),
+                    ok,
+                )
+            ],
+        )
     # a browser with UCWA XFrame markers is Lync Web App
-    conn("10.9.2.200", [(http_request("GET", "/ucwa/oauth/v1/applications/1/me",
-                                      [("Host", "lyncweb.contoso.com"), ("User-Agent", USER_AGENTS[-2]),
-                                       ("X-Ms-Origin", "https://app.contoso.com")]), ok)])
+    conn(
+        "10.9.2.200",
+        [
+            (
+                http_request(
+                    "GET",
+                    "/ucwa/oauth/v1/applications/1/me",
+                    [
+                        ("Host", "lyncweb.contoso.com"),
+                        ("User-Agent", USER_AGENTS[-2]),
+                        ("X-Ms-Origin", "https://app.contoso.com"),
+                    ],
+                ),
+                ok,
+            )
+        ],
+    )
 
     wt = "/WebTicket/WebTicketService.svc"
     host = ("Host", "lyncweb.contoso.com")
     xml = ("Content-Type", "text/xml; charset=utf-8")
-    challenge = http_response(401, "Unauthorized", [("WWW-Authenticate", "NTLM"), ("WWW-Authenticate", "Negotiate")])
+    challenge = http_response(
+        401, "Unauthorized", [("WWW-Authenticate", "NTLM"), ("WWW-Authenticate", "Negotiate")]
+    )
     rstr = http_response(200, "OK", [xml], RSTR_BODY.format(user="amy").encode())
     rst_amy = RST_BODY.format(user="amy").encode()
 
@@ -344,118 +418,337 @@ def build(path: Path) -> Path:
         return http_request("POST", target, [host, ua, xml, *headers], body)
 
     # HTTP NTLM handshake: the user of the AUTHENTICATE reaches the earlier steps (two-pass)
-    conn("10.9.3.1", [
-        (post(wt, [], rst_amy), challenge),
-        (post(wt, [("Authorization", "NTLM " + b64(NTLM_NEGOTIATE))], rst_amy),
-         http_response(401, "Unauthorized", [("WWW-Authenticate", "NTLM " + b64(NTLM_CHALLENGE))])),
-        (post(wt, [("Authorization", "NTLM " + b64(ntlm_authenticate("CONTOSO", "amy")))], rst_amy), rstr),
-    ])
+    conn(
+        "10.9.3.1",
+        [
+            (post(wt, [], rst_amy), challenge),
+            (
+                post(wt, [("Authorization", "NTLM " + b64(NTLM_NEGOTIATE))], rst_amy),
+                http_response(401, "Unauthorized", [("WWW-Authenticate", "NTLM " + b64(NTLM_CHALLENGE))]),
+            ),
+            (
+                post(wt, [("Authorization", "NTLM " + b64(ntlm_authenticate("CONTOSO", "amy")))], rst_amy),
+                rstr,
+            ),
+        ],
+    )
     # refused AUTHENTICATE, with the server's diagnostic
-    conn("10.9.3.2", [(post(wt, [("Authorization", "NTLM " + b64(ntlm_authenticate("CONTOSO", "ben")))], rst_amy),
-                       http_response(401, "Unauthorized", [
-                           ("X-Ms-diagnostics", '28020;source="fe01.contoso.com";reason="No valid security token."')],
-                           b"401 - Unauthorized: Access is denied due to invalid credentials."))])
+    conn(
+        "10.9.3.2",
+        [
+            (
+                post(wt, [("Authorization", "NTLM " + b64(ntlm_authenticate("CONTOSO", "ben")))], rst_amy),
+                http_response(
+                    401,
+                    "Unauthorized",
+                    [
+                        (
+                            "X-Ms-diagnostics",
+                            '28020;source="fe01.contoso.com";reason="No valid security token."',
+                        )
+                    ],
+                    b"401 - Unauthorized: Access is denied due to invalid credentials.",
+                ),
+            )
+        ],
+    )
     krb = sample_kerberos_negotiate()
     conn("10.9.3.3", [(post(wt, [("Authorization", "Negotiate " + krb)], rst_amy), rstr)])
-    conn("10.9.3.4", [(post(wt, [("Authorization", "Negotiate " + b64(spnego_resp(ntlm_authenticate("CONTOSO", "cat"))))],
-                            rst_amy), rstr)])
-    conn("10.9.3.5", [
-        (post(wt, [("Authorization", "Negotiate " + b64(spnego_init([OID_KRB5, OID_NTLM], None)))]), challenge),
-        (post(wt, [("Authorization", "Negotiate " + b64(spnego_init([OID_NTLM], NTLM_NEGOTIATE)))]), challenge),
-        (post(wt, [("Authorization", "Negotiate Zm9vYmFyYmF6")]), challenge),
-        (post(wt, [("Authorization", "Negotiate")]), challenge),
-        (post(wt, [("Authorization", "NTLM")]), challenge),
-    ])
+    conn(
+        "10.9.3.4",
+        [
+            (
+                post(
+                    wt,
+                    [("Authorization", "Negotiate " + b64(spnego_resp(ntlm_authenticate("CONTOSO", "cat"))))],
+                    rst_amy,
+                ),
+                rstr,
+            )
+        ],
+    )
+    conn(
+        "10.9.3.5",
+        [
+            (
+                post(wt, [("Authorization", "Negotiate " + b64(spnego_init([OID_KRB5, OID_NTLM], None)))]),
+                challenge,
+            ),
+            (
+                post(wt, [("Authorization", "Negotiate " + b64(spnego_init([OID_NTLM], NTLM_NEGOTIATE)))]),
+                challenge,
+            ),
+            (post(wt, [("Authorization", "Negotiate Zm9vYmFyYmF6")]), challenge),
+            (post(wt, [("Authorization", "Negotiate")]), challenge),
+            (post(wt, [("Authorization", "NTLM")]), challenge),
+        ],
+    )
     conn("10.9.3.6", [(post(wt, [("Authorization", "NTLM " + b64(NTLM_ANONYMOUS))]), ok)])
-    conn("10.9.3.7", [
-        (post(wt, [("Authorization", "NTLM " + b64(ntlm_authenticate("CONTOSO", "dan", unicode=False)))]), rstr),
-        # UNICODE flagged but odd-length names: malformed, so only the scheme says NTLM
-        (post(wt, [("Authorization", "NTLM " + b64(ntlm_authenticate("CONTOSO", "dan", unicode=False, flags=0x88205)))]),
-         challenge),
-        (post(wt, [("Authorization", "Negotiate " + b64(ntlm_authenticate("CONTOSO", "dan", unicode=False, flags=0x88205)))]),
-         challenge),
-    ])
-    conn("10.9.3.8", [
-        (post(wt, [("Authorization", "Basic " + b64(b"CONTOSO\\eve:secret"))]), rstr),
-        (post(wt, [("Authorization", 'Digest username="fay", realm="lync", nonce="1", uri="/", response="ab"')]),
-         http_response(401, "Unauthorized")),
-    ])
-    conn("10.9.3.9", [
-        (post(wt + "/Auth", [], USERNAME_TOKEN_BODY.format(user=b64(b"CONTOSO\\gus"), password=b64(b"pw")).encode()),
-         http_response(500, "Internal Server Error", [xml], FAULT_BODY.encode())),
-        (post(wt + "/Auth", [], USERNAME_TOKEN_BODY.format(user="hal@contoso.com", password="pw").encode()),
-         http_response(200, "OK", [xml], RSTR_BODY.format(user="hal").encode())),
-    ])
-    conn("10.9.3.10", [
-        (post(wt + "/Cert", []), rstr),
-        (post(wt, [], X509_BODY.encode()), rstr),
-        (post(wt + "/Anon", []), http_response(200, "OK")),
-        (post(wt + "/WsFed", []), http_response(403, "Forbidden")),
-        (post(wt, [("Cookie", "FedAuth=77; other=1")]), rstr),
-        (post(wt + "/OAuth", [("Authorization", "Bearer eyJ0eXAi")]), http_response(401, "Unauthorized")),
-    ])
+    conn(
+        "10.9.3.7",
+        [
+            (
+                post(
+                    wt, [("Authorization", "NTLM " + b64(ntlm_authenticate("CONTOSO", "dan", unicode=False)))]
+                ),
+                rstr,
+            ),
+            # UNICODE flagged but odd-length names: malformed, so only the scheme says NTLM
+            (
+                post(
+                    wt,
+                    [
+                        (
+                            "Authorization",
+                            "NTLM " + b64(ntlm_authenticate("CONTOSO", "dan", unicode=False, flags=0x88205)),
+                        )
+                    ],
+                ),
+                challenge,
+            ),
+            (
+                post(
+                    wt,
+                    [
+                        (
+                            "Authorization",
+                            "Negotiate "
+                            + b64(ntlm_authenticate("CONTOSO", "dan", unicode=False, flags=0x88205)),
+                        )
+                    ],
+                ),
+                challenge,
+            ),
+        ],
+    )
+    conn(
+        "10.9.3.8",
+        [
+            (post(wt, [("Authorization", "Basic " + b64(b"CONTOSO\\eve:secret"))]), rstr),
+            (
+                post(
+                    wt,
+                    [
+                        (
+                            "Authorization",
+                            'Digest username="fay", realm="lync", nonce="1", uri="/", response="ab"',
+                        )
+                    ],
+                ),
+                http_response(401, "Unauthorized"),
+            ),
+        ],
+    )
+    conn(
+        "10.9.3.9",
+        [
+            (
+                post(
+                    wt + "/Auth",
+                    [],
+                    USERNAME_TOKEN_BODY.format(user=b64(b"CONTOSO\\gus"), password=b64(b"pw")).encode(),
+                ),
+                http_response(500, "Internal Server Error", [xml], FAULT_BODY.encode()),
+            ),
+            (
+                post(
+                    wt + "/Auth",
+                    [],
+                    USERNAME_TOKEN_BODY.format(user="hal@contoso.com", password="pw").encode(),
+                ),
+                http_response(200, "OK", [xml], RSTR_BODY.format(user="hal").encode()),
+            ),
+        ],
+    )
+    conn(
+        "10.9.3.10",
+        [
+            (post(wt + "/Cert", []), rstr),
+            (post(wt, [], X509_BODY.encode()), rstr),
+            (post(wt + "/Anon", []), http_response(200, "OK")),
+            (post(wt + "/WsFed", []), http_response(403, "Forbidden")),
+            (post(wt, [("Cookie", "FedAuth=77; other=1")]), rstr),
+            (post(wt + "/OAuth", [("Authorization", "Bearer eyJ0eXAi")]), http_response(401, "Unauthorized")),
+        ],
+    )
     # Autodiscover user resource with tickets, and a redirect
     ad_user = "/Autodiscover/AutodiscoverService.svc/root/user"
-    conn("10.9.3.11", [
-        (http_request("GET", ad_user, [host, ua]), http_response(401, "Unauthorized",
-                                                              [("X-MS-WebTicketURL", "https://lyncweb/WebTicket")])),
-        (http_request("GET", ad_user, [host, ua, ("X-MS-WebTicket", "opaque=PHNhbWw+")]),
-         http_response(200, "OK", [xml], AD_USER.encode())),
-        (http_request("GET", ad_user, [host, ua, ("X-MS-WebTicket", "opaque=PHNhbWw+")]),
-         http_response(200, "OK", [xml], AD_REDIRECT.encode())),
-        (http_request("GET", "/Autodiscover/AutodiscoverService.svc/root/oauth/user", [host, ua,
-                                                                                      ("Authorization", "Bearer cwt=AAEB")]),
-         http_response(200, "OK", [("Content-Type", "application/json")],
-                       b'{"_links":{"self":{"href":"x"},"applications":{"href":"https://lyncweb/ucwa/oauth/v1/applications"}}}')),
-        (http_request("GET", ad_user, [host, ua]), http_response(404, "Not Found")),
-    ])
+    conn(
+        "10.9.3.11",
+        [
+            (
+                http_request("GET", ad_user, [host, ua]),
+                http_response(401, "Unauthorized", [("X-MS-WebTicketURL", "https://lyncweb/WebTicket")]),
+            ),
+            (
+                http_request("GET", ad_user, [host, ua, ("X-MS-WebTicket", "opaque=PHNhbWw+")]),
+                http_response(200, "OK", [xml], AD_USER.encode()),
+            ),
+            (
+                http_request("GET", ad_user, [host, ua, ("X-MS-WebTicket", "opaque=PHNhbWw+")]),
+                http_response(200, "OK", [xml], AD_REDIRECT.encode()),
+            ),
+            (
+                http_request(
+                    "GET",
+                    "/Autodiscover/AutodiscoverService.svc/root/oauth/user",
+                    [host, ua, ("Authorization", "Bearer cwt=AAEB")],
+                ),
+                http_response(
+                    200,
+                    "OK",
+                    [("Content-Type", "application/json")],
+                    b'{"_links":{"self":{"href":"x"},"applications":{"href":"https://lyncweb/ucwa/oauth/v1/applications"}}}',
+                ),
+            ),
+            (http_request("GET", ad_user, [host, ua]), http_response(404, "Not Found")),
+        ],
+    )
     # OAuth grants
     form = ("Content-Type", "application/x-www-form-urlencoded;charset=UTF-8")
-    token = http_response(200, "OK", [("Content-Type", "application/json")],
-                          b'{"access_token":"cwt=AAEBHAEFAAAAAAAFFQAAA","token_type":"Bearer","expires_in":28799}')
-    conn("10.9.3.12", [
-        (post("/WebTicket/oauthtoken", [form], b"grant_type=password&username=ivy%40contoso.com&password=pw"),
-         http_response(400, "Bad Request", [("Content-Type", "application/json")], b'{"error":"invalid_grant"}')),
-        (post("/WebTicket/oauthtoken", [form],
-              b"grant_type=urn%3Amicrosoft.rtc%3Aanonmeeting&password=KEY&ms_rtc_conferenceuri=sip%3Ax"), token),
-        (post("/WebTicket/oauthtoken", [form], b"grant_type=urn:microsoft.rtc:passive"),
-         http_response(400, "Bad Request", [
-             ("Content-Type", "application/json"),
-             ("X-Ms-diagnostics", '28020;source="fe01.contoso.com";reason="No valid security token."')],
-             b'{"error":"invalid_grant","ms_rtc_passiveauthuri":"https://lyncweb/PassiveAuth/PassiveAuth.aspx"}')),
-        (post("/WebTicket/oauthtoken", [form, ("Cookie", "FedAuth=88")], b"grant_type=urn:microsoft.rtc:passive"), token),
-        (post("/WebTicket/oauthtoken", [form, ("Authorization", "NTLM " + b64(ntlm_authenticate("CONTOSO", "jay")))],
-              b"grant_type=urn:microsoft.rtc:windows"), token),
-        (post("/WebTicket/oauthtoken", [form], b"grant_type=password&username=kay&password="), http_response(500, "Error")),
-    ])
+    token = http_response(
+        200,
+        "OK",
+        [("Content-Type", "application/json")],
+        b'{"access_token":"cwt=AAEBHAEFAAAAAAAFFQAAA","token_type":"Bearer","expires_in":28799}',
+    )
+    conn(
+        "10.9.3.12",
+        [
+            (
+                post(
+                    "/WebTicket/oauthtoken",
+                    [form],
+                    b"grant_type=password&username=ivy%40contoso.com&password=pw",
+                ),
+                http_response(
+                    400, "Bad Request", [("Content-Type", "application/json")], b'{"error":"invalid_grant"}'
+                ),
+            ),
+            (
+                post(
+                    "/WebTicket/oauthtoken",
+                    [form],
+                    b"grant_type=urn%3Amicrosoft.rtc%3Aanonmeeting&password=KEY&ms_rtc_conferenceuri=sip%3Ax",
+                ),
+                token,
+            ),
+            (
+                post("/WebTicket/oauthtoken", [form], b"grant_type=urn:microsoft.rtc:passive"),
+                http_response(
+                    400,
+                    "Bad Request",
+                    [
+                        ("Content-Type", "application/json"),
+                        (
+                            "X-Ms-diagnostics",
+                            '28020;source="fe01.contoso.com";reason="No valid security token."',
+                        ),
+                    ],
+                    b'{"error":"invalid_grant","ms_rtc_passiveauthuri":"https://lyncweb/PassiveAuth/PassiveAuth.aspx"}',
+                ),
+            ),
+            (
+                post(
+                    "/WebTicket/oauthtoken",
+                    [form, ("Cookie", "FedAuth=88")],
+                    b"grant_type=urn:microsoft.rtc:passive",
+                ),
+                token,
+            ),
+            (
+                post(
+                    "/WebTicket/oauthtoken",
+                    [form, ("Authorization", "NTLM " + b64(ntlm_authenticate("CONTOSO", "jay")))],
+                    b"grant_type=urn:microsoft.rtc:windows",
+                ),
+                token,
+            ),
+            (
+                post("/WebTicket/oauthtoken", [form], b"grant_type=password&username=kay&password="),
+                http_response(500, "Error"),
+            ),
+        ],
+    )
     # AD FS forms
     adfs = ("Host", "adfs.contoso.com")
     ls = "/adfs/ls/?wa=wsignin1.0&wtrealm=https%3A%2F%2Flyncweb.contoso.com%2Fpassiveauth%2F&wctx=x"
     html = ("Content-Type", "text/html")
-    conn("10.9.3.13", [
-        (http_request("GET", ls, [adfs, ua]), http_response(200, "OK", [html], ADFS_LOGIN.encode())),
-        (http_request("POST", ls, [adfs, ua, form], b"UserName=CONTOSO%5Clee&Password=bad&AuthMethod=FormsAuthentication"),
-         http_response(200, "OK", [html], ADFS_ERROR.encode())),
-        (http_request("POST", ls, [adfs, ua, form], b"UserName=CONTOSO%5Clee&Password=good&AuthMethod=FormsAuthentication"),
-         http_response(302, "Found", [("Location", ls)])),
-        (http_request("POST", ls, [adfs, ua, form], b"AuthMethod=AzureMfaAuthentication&otp=123456"),
-         http_response(200, "OK", [html], ADFS_TOKEN.encode())),
-        (http_request("POST", "/PassiveAuth/", [host, ua, form], b"wa=wsignin1.0&wresult=%3Ct%3ARSTR%2F%3E"),
-         http_response(302, "Found", [("Set-Cookie", "FedAuth=99; path=/"), ("Location", "/PassiveAuth/")])),
-    ])
+    conn(
+        "10.9.3.13",
+        [
+            (http_request("GET", ls, [adfs, ua]), http_response(200, "OK", [html], ADFS_LOGIN.encode())),
+            (
+                http_request(
+                    "POST",
+                    ls,
+                    [adfs, ua, form],
+                    b"UserName=CONTOSO%5Clee&Password=bad&AuthMethod=FormsAuthentication",
+                ),
+                http_response(200, "OK", [html], ADFS_ERROR.encode()),
+            ),
+            (
+                http_request(
+                    "POST",
+                    ls,
+                    [adfs, ua, form],
+                    b"UserName=CONTOSO%5Clee&Password=good&AuthMethod=FormsAuthentication",
+                ),
+                http_response(302, "Found", [("Location", ls)]),
+            ),
+            (
+                http_request("POST", ls, [adfs, ua, form], b"AuthMethod=AzureMfaAuthentication&otp=123456"),
+                http_response(200, "OK", [html], ADFS_TOKEN.encode()),
+            ),
+            (
+                http_request(
+                    "POST", "/PassiveAuth/", [host, ua, form], b"wa=wsignin1.0&wresult=%3Ct%3ARSTR%2F%3E"
+                ),
+                http_response(
+                    302, "Found", [("Set-Cookie", "FedAuth=99; path=/"), ("Location", "/PassiveAuth/")]
+                ),
+            ),
+        ],
+    )
     # CertProv, UCWA, MEX failures
-    conn("10.9.3.14", [
-        (post("/CertProv/CertProvisioningService.svc/WebTicket_Proof_SHA1", [],
-              CERTPROV_REQUEST.format(user="max").encode()),
-         http_response(200, "OK", [xml], CERTPROV_ERROR.encode())),
-        (http_request("POST", "/ucwa/oauth/v1/applications", [host, ua, ("Authorization", "Bearer cwt=AAEB"),
-                                                               ("Content-Type", "application/json")],
-                      b'{"UserAgent":"x","EndpointId":"1","Culture":"en-US"}'), http_response(201, "Created")),
-        (http_request("POST", "/ucwa/oauth/v1/applications", [host, ua], b"{}"), http_response(403, "Forbidden")),
-        (http_request("GET", "/WebTicket/WebTicketService.svc/mex", [host, ua]), http_response(404, "Not Found")),
-        (http_request("GET", "/WebTicket/WebTicketService.svc/mex", [host, ua, ("X-Forwarded-For", "203.0.113.9:5555")]),
-         http_response(302, "Found", [("Location", "https://lyncweb/mex")])),
-    ])
+    conn(
+        "10.9.3.14",
+        [
+            (
+                post(
+                    "/CertProv/CertProvisioningService.svc/WebTicket_Proof_SHA1",
+                    [],
+                    CERTPROV_REQUEST.format(user="max").encode(),
+                ),
+                http_response(200, "OK", [xml], CERTPROV_ERROR.encode()),
+            ),
+            (
+                http_request(
+                    "POST",
+                    "/ucwa/oauth/v1/applications",
+                    [host, ua, ("Authorization", "Bearer cwt=AAEB"), ("Content-Type", "application/json")],
+                    b'{"UserAgent":"x","EndpointId":"1","Culture":"en-US"}',
+                ),
+                http_response(201, "Created"),
+            ),
+            (
+                http_request("POST", "/ucwa/oauth/v1/applications", [host, ua], b"{}"),
+                http_response(403, "Forbidden"),
+            ),
+            (
+                http_request("GET", "/WebTicket/WebTicketService.svc/mex", [host, ua]),
+                http_response(404, "Not Found"),
+            ),
+            (
+                http_request(
+                    "GET",
+                    "/WebTicket/WebTicketService.svc/mex",
+                    [host, ua, ("X-Forwarded-For", "203.0.113.9:5555")],
+                ),
+                http_response(302, "Found", [("Location", "https://lyncweb/mex")]),
+            ),
+        ],
+    )
 
     # SIP over TCP 5060
     def sip_conn(client: str, transactions: list[tuple[bytes, list[bytes]]]) -> None:
@@ -467,51 +760,147 @@ def build(path: Path) -> Path:
         pcap.tcp(client, port[0], SERVER, 5060, messages)
 
     def register(cseq: int, call: str, user: str, auth: list[tuple[str, str]]) -> bytes:
-        return sip_message("REGISTER sip:contoso.com SIP/2.0", [
-            ("Via", f"SIP/2.0/TCP 10.9.4.1:{port[0] + 1};branch=z9hG4bK{cseq}"),
-            ("From", f"<sip:{user}@contoso.com>;tag=1;epid=2"), ("To", f"<sip:{user}@contoso.com>"),
-            ("Call-ID", call), ("CSeq", f"{cseq} REGISTER"), ("User-Agent", SIP_UA), *auth])
+        return sip_message(
+            "REGISTER sip:contoso.com SIP/2.0",
+            [
+                ("Via", f"SIP/2.0/TCP 10.9.4.1:{port[0] + 1};branch=z9hG4bK{cseq}"),
+                ("From", f"<sip:{user}@contoso.com>;tag=1;epid=2"),
+                ("To", f"<sip:{user}@contoso.com>"),
+                ("Call-ID", call),
+                ("CSeq", f"{cseq} REGISTER"),
+                ("User-Agent", SIP_UA),
+                *auth,
+            ],
+        )
 
     def answer(status: str, cseq: int, call: str, user: str, extra: list[tuple[str, str]] = ()) -> bytes:  # type: ignore[assignment]
-        return sip_message(f"SIP/2.0 {status}", [
-            ("From", f"<sip:{user}@contoso.com>;tag=1;epid=2"), ("To", f"<sip:{user}@contoso.com>;tag=9"),
-            ("Call-ID", call), ("CSeq", f"{cseq} REGISTER"), *extra])
+        return sip_message(
+            f"SIP/2.0 {status}",
+            [
+                ("From", f"<sip:{user}@contoso.com>;tag=1;epid=2"),
+                ("To", f"<sip:{user}@contoso.com>;tag=9"),
+                ("Call-ID", call),
+                ("CSeq", f"{cseq} REGISTER"),
+                *extra,
+            ],
+        )
 
-    offer = [("WWW-Authenticate", 'NTLM realm="SIP Communications Service", targetname="fe01.contoso.com", version=4')]
+    offer = [
+        (
+            "WWW-Authenticate",
+            'NTLM realm="SIP Communications Service", targetname="fe01.contoso.com", version=4',
+        )
+    ]
     ntlm3 = b64(ntlm_authenticate("CONTOSO", "ned"))
-    sip_conn("10.9.4.1", [
-        (register(1, "c1", "ned", []), [answer("401 Unauthorized", 1, "c1", "ned", offer)]),
-        (register(2, "c1", "ned", [("Authorization", f'NTLM qop="auth", realm="SIP Communications Service", '
-                                                     f'targetname="fe01.contoso.com", gssapi-data="{ntlm3}", version=4')]),
-         [answer("401 Unauthorized", 2, "c1", "ned", offer)]),
-        (register(3, "c1", "ned", [("Authorization", 'Digest username="ned", realm="x", nonce="1", uri="sip:contoso.com", '
-                                                     'response="aa"')]),
-         [answer("100 Trying", 3, "c1", "ned"), answer("200 OK", 3, "c1", "ned")]),
-    ])
+    sip_conn(
+        "10.9.4.1",
+        [
+            (register(1, "c1", "ned", []), [answer("401 Unauthorized", 1, "c1", "ned", offer)]),
+            (
+                register(
+                    2,
+                    "c1",
+                    "ned",
+                    [
+                        (
+                            "Authorization",
+                            f'NTLM qop="auth", realm="SIP Communications Service", '
+                            f'targetname="fe01.contoso.com", gssapi-data="{ntlm3}", version=4',
+                        )
+                    ],
+                ),
+                [answer("401 Unauthorized", 2, "c1", "ned", offer)],
+            ),
+            (
+                register(
+                    3,
+                    "c1",
+                    "ned",
+                    [
+                        (
+                            "Authorization",
+                            'Digest username="ned", realm="x", nonce="1", uri="sip:contoso.com", '
+                            'response="aa"',
+                        )
+                    ],
+                ),
+                [answer("100 Trying", 3, "c1", "ned"), answer("200 OK", 3, "c1", "ned")],
+            ),
+        ],
+    )
     signed = 'Kerberos qop="auth", opaque="F1", realm="SIP Communications Service", crand="1a", cnum="1", response="ff"'
-    sip_conn("10.9.4.2", [
-        (register(1, "c2", "oli", [("Authorization", signed)]),
-         [answer("301 Redirect request to Home Server", 1, "c2", "oli", [("Contact", "<sip:pool2.contoso.com:5061;transport=tls>")])]),
-        (register(2, "c2", "oli", [("Proxy-Authorization", f'NTLM gssapi-data="{ntlm3}", opaque="A1"')]),
-         [answer("407 Proxy Authentication Required", 2, "c2", "oli")]),
-        (register(3, "c2", "oli", []), []),
-        (register(3, "c2", "oli", []),
-         [answer("404 Not Found", 3, "c2", "oli", [("ms-diagnostics", '4005;reason="Destination URI either not enabled for SIP or does not exist"')])]),
-        (sip_message("OPTIONS sip:contoso.com SIP/2.0", [("Via", "SIP/2.0/TCP 10.9.4.2:1;branch=z9hG4bKo"),
-                                                         ("From", "<sip:oli@contoso.com>;tag=1"), ("To", "<sip:contoso.com>"),
-                                                         ("Call-ID", "c3"), ("CSeq", "1 OPTIONS")]), []),
-    ])
+    sip_conn(
+        "10.9.4.2",
+        [
+            (
+                register(1, "c2", "oli", [("Authorization", signed)]),
+                [
+                    answer(
+                        "301 Redirect request to Home Server",
+                        1,
+                        "c2",
+                        "oli",
+                        [("Contact", "<sip:pool2.contoso.com:5061;transport=tls>")],
+                    )
+                ],
+            ),
+            (
+                register(
+                    2, "c2", "oli", [("Proxy-Authorization", f'NTLM gssapi-data="{ntlm3}", opaque="A1"')]
+                ),
+                [answer("407 Proxy Authentication Required", 2, "c2", "oli")],
+            ),
+            (register(3, "c2", "oli", []), []),
+            (
+                register(3, "c2", "oli", []),
+                [
+                    answer(
+                        "404 Not Found",
+                        3,
+                        "c2",
+                        "oli",
+                        [
+                            (
+                                "ms-diagnostics",
+                                '4005;reason="Destination URI either not enabled for SIP or does not exist"',
+                            )
+                        ],
+                    )
+                ],
+            ),
+            (
+                sip_message(
+                    "OPTIONS sip:contoso.com SIP/2.0",
+                    [
+                        ("Via", "SIP/2.0/TCP 10.9.4.2:1;branch=z9hG4bKo"),
+                        ("From", "<sip:oli@contoso.com>;tag=1"),
+                        ("To", "<sip:contoso.com>"),
+                        ("Call-ID", "c3"),
+                        ("CSeq", "1 OPTIONS"),
+                    ],
+                ),
+                [],
+            ),
+        ],
+    )
     # DNS over UDP
     for i, (name, qtype, answers) in enumerate(DNS_NAMES):
         qid = 0x2000 + i
         question = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
         question += struct.pack("!HH", qtype, 1)
-        pcap.udp("10.9.5.1", 50000 + i, "10.9.5.53", 53, struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question)
+        pcap.udp(
+            "10.9.5.1", 50000 + i, "10.9.5.53", 53, struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question
+        )
         rcode = 3 if answers < 0 else 0
         count = max(answers, 0)
         rr = b""
         if count:
             rr = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([10, 9, 1, 1])
-        pcap.udp("10.9.5.53", 53, "10.9.5.1", 50000 + i,
-                 struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, count, 0, 0) + question + rr)
+        pcap.udp(
+            "10.9.5.53",
+            53,
+            "10.9.5.1",
+            50000 + i,
+            struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, count, 0, 0) + question + rr,
+        )
     return pcap.write(path)

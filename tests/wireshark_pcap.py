@@ -30,8 +30,9 @@ def _checksum(data: bytes) -> int:
 
 
 def _ipv4(src: str, dst: str, proto: int, payload: bytes, ident: int) -> bytes:
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident & 0xFFFF, 0x4000, 64, proto, 0,
-                         _ip(src), _ip(dst))
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident & 0xFFFF, 0x4000, 64, proto, 0, _ip(src), _ip(dst)
+    )
     header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
     return header + payload
 
@@ -56,7 +57,9 @@ class PcapBuilder:
         header = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
         return self._add(src, dst, 17, header + payload)
 
-    def tcp(self, client: str, cport: int, server: str, sport: int, messages: Iterable[tuple[int, bytes]]) -> list[int]:
+    def tcp(
+        self, client: str, cport: int, server: str, sport: int, messages: Iterable[tuple[int, bytes]]
+    ) -> list[int]:
         """A whole connection carrying `messages` ((0 = client→server | 1 = server→client), bytes).
 
         Returns the frame number of the last segment of each message (where tshark reports it)."""
@@ -65,8 +68,9 @@ class PcapBuilder:
 
         def segment(d: int, flags: int, data: bytes = b"") -> int:
             src, sp, dst, dp = ends[d]
-            header = struct.pack("!HHIIBBHHH", sp, dp, seq[d] & 0xFFFFFFFF, seq[1 - d] & 0xFFFFFFFF, 5 << 4, flags,
-                                 65535, 0, 0)
+            header = struct.pack(
+                "!HHIIBBHHH", sp, dp, seq[d] & 0xFFFFFFFF, seq[1 - d] & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0
+            )
             number = self._add(src, dst, 6, header + data)
             seq[d] += len(data) + (1 if flags & (_SYN | _FIN) else 0)
             return number

@@ -32,6 +32,7 @@ FIELDS = (
     "lync.retransmission_of",
     "lync.tls_dsk.flight",
     "lync.gssapi.mechanism",
+    "lync.error",
     "ntlmssp.auth.username",
     "kerberos.SNameString",
     "http.user_agent",
@@ -84,9 +85,7 @@ def run_plugin(
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"tshark failed on {capture}: {proc.stderr.strip()}")
-    problems = [
-        line for line in proc.stderr.splitlines() if "lua" in line.lower() or "error" in line.lower()
-    ]
+    problems = [line for line in proc.stderr.splitlines() if "lua" in line.lower() or "error" in line.lower()]
     if problems:
         raise RuntimeError(f"tshark reported Lua problems on {capture}: {' | '.join(problems)}")
     frames: dict[int, Frame] = {}
@@ -97,6 +96,9 @@ def run_plugin(
         if len(cols) != len(FIELDS):
             raise RuntimeError(f"unexpected tshark line for {capture}: {line!r}")
         number = int(cols[0])
-        values = {name: [v for v in col.split(AGG) if v != ""] for name, col in zip(FIELDS[1:], cols[1:], strict=True)}
+        values = {
+            name: [v for v in col.split(AGG) if v != ""]
+            for name, col in zip(FIELDS[1:], cols[1:], strict=True)
+        }
         frames[number] = Frame(number, values)
     return frames

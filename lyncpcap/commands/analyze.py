@@ -20,7 +20,6 @@ from lyncpcap.commands.common import (
     write_output,
 )
 
-
 FORMATS: tuple[str, ...] = ("table", "json", "jsonl", "csv", "markdown", "html")
 #: `--output` suffixes that choose the format when `--format` is not given
 FORMAT_BY_SUFFIX: dict[str, str] = {

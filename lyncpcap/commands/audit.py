@@ -13,8 +13,7 @@ from rich.markup import escape
 from lyncpcap.analysis import analyze as run_analysis
 from lyncpcap.commands import UsageProblem, app
 from lyncpcap.findings import Thresholds
-from lyncpcap.model import Finding
-from lyncpcap.model import SEVERITIES
+from lyncpcap.model import SEVERITIES, Finding
 from lyncpcap.report.document import finding_record
 
 EXIT_FINDINGS = 3

@@ -7,6 +7,7 @@ given authentication, CertProv, a REGISTER handshake, UCWA) and records its step
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from lyncpcap.lab import krb5, lync
 from lyncpcap.lab.fixtures import certificate, tls_dsk
 from lyncpcap.lab.netsim import Host
@@ -280,14 +281,15 @@ def sip_leg(c: Client, *, sip_uri: str, via_edge: bool = False, edge_capture: bo
         tcp = net.tcp(w.edge_int, w.fe_host, ports.edge_fe, rtt=0.0008)
         client_ip = c.public_ip or "0.0.0.0"
         port = c.rng.randint(49152, 65535)
-        edge_via = f"{w.edge_int.ipv4}:{ports.edge_fe}"
-        received = c.public_ip
+        edge_via: str | None = f"{w.edge_int.ipv4}:{ports.edge_fe}"
+        received: str | None = c.public_ip
     else:
         dst = w.edge_ext if via_edge else w.fe_host
         tcp = net.tcp(c.host, dst, ports.edge if via_edge else ports.sip, rtt=c.rtt, family=c.family if dst.ipv6 else 4)
         client_ip = (c.host.ipv6 if (c.family == 6 and dst.ipv6) else c.host.ipv4) or ""
         port = tcp.client_port
-        edge_via = received = None
+        edge_via = None
+        received = None
     conn: Conn = tcp
     if c.cap.tls:
         from lyncpcap.lab.tlssim import TlsConn

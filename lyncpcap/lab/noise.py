@@ -68,7 +68,7 @@ def add_noise(cap: Capture, pc: Host, resolver: Host, *, start: float, end: floa
                 conn.reply(lync.response(200, body=html, content_type="text/html", ts=net.now, server="nginx/1.4.6", gzip_body=page == 1), think=0.04)
             conn.close(by="client")
             t += (end - start) / 12
-        for name, ip in TLS_SITES:
+        for name, _ip in TLS_SITES:
             net.now = t
             conn = net.tcp(pc, hosts[name], 443, rtt=0.02)
             conn.send(_tls13_client_hello(rng, name))

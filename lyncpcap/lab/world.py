@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lyncpcap.lab import dnsmsg, krb5, lync
-from lyncpcap.lab.netsim import Host, Network, TcpConn
+from lyncpcap.lab.netsim import Host, Network
 from lyncpcap.lab.ntlmmsg import NtlmClient, challenge
 
 DOMAIN = "contoso.com"
@@ -402,13 +402,10 @@ def ntlm_response_secret(authenticate: bytes) -> str:
     """What of an NTLM AUTHENTICATE is secret on the wire: NTProofStr (v2) or the whole NT response (v1)."""
     from spnego._ntlm_raw.messages import Authenticate
 
-    nt = Authenticate.unpack(authenticate).nt_challenge_response
+    nt = Authenticate.unpack(authenticate).nt_challenge_response or b""
     return (nt[:16] if len(nt) > 24 else nt).hex()
 
 
 def nxdomain(client: Client, name: str, qtype: str = "A") -> None:
     client.dns(name, qtype, rcode="NXDOMAIN")
 
-
-def tcp_conn(c: Conn) -> TcpConn:
-    return getattr(c, "tcp", c)  # type: ignore[no-any-return]

@@ -317,7 +317,7 @@ class _MessageReader:
         return True
 
 
-_METHOD_ALT = b"|".join(sorted(METHODS, key=len, reverse=True))
+_METHOD_ALT = b"|".join(sorted(METHODS, key=lambda m: -len(bytes(m))))
 START_PATTERNS: dict[tuple[str, bool], re.Pattern[bytes]] = {
     ("http", True): re.compile(rb"(?:" + _METHOD_ALT + rb") \S+ HTTP/1\.[01]\r?\n"),
     ("http", False): re.compile(rb"HTTP/1\.[01] \d{3}[ \r\n]"),

@@ -10,14 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from lyncpcap.model import AUTH_MESSAGES, AUTH_PROTOCOLS, LOCATIONS, OUTCOMES, RESULTS, SEVERITIES, STEPS, Step
+from lyncpcap.model import (
+    AUTH_MESSAGES,
+    AUTH_PROTOCOLS,
+    LOCATIONS,
+    OUTCOMES,
+    RESULTS,
+    SEVERITIES,
+    STEPS,
+    Step,
+)
 
 if TYPE_CHECKING:
     from lyncpcap.analysis import Analysis
 
 STEP_DTYPES: dict[str, Any] = {
     "session": "string",
-    "step": pd.CategoricalDtype(STEPS),
+    "step": pd.CategoricalDtype(list(STEPS)),
     "time": "datetime64[ns, UTC]",
     "duration_s": "float64",
     "frame": "Int64",
@@ -27,8 +36,8 @@ STEP_DTYPES: dict[str, Any] = {
     "method": "string",
     "url": "string",
     "status": "string",
-    "auth": pd.CategoricalDtype(AUTH_PROTOCOLS),
-    "result": pd.CategoricalDtype(RESULTS),
+    "auth": pd.CategoricalDtype(list(AUTH_PROTOCOLS)),
+    "result": pd.CategoricalDtype(list(RESULTS)),
     "detail": "string",
     "failure_reason": "string",
     "conn": "Int64",
@@ -38,12 +47,12 @@ SESSION_DTYPES: dict[str, Any] = {
     "id": "string",
     "client_address": "string",
     "client_kind": "category",
-    "location": pd.CategoricalDtype(LOCATIONS),
+    "location": pd.CategoricalDtype(list(LOCATIONS)),
     "user": "string",
     "user_agent": "string",
-    "auth_protocol": pd.CategoricalDtype(AUTH_PROTOCOLS),
-    "outcome": pd.CategoricalDtype(OUTCOMES),
-    "failure_step": pd.CategoricalDtype(STEPS),
+    "auth_protocol": pd.CategoricalDtype(list(AUTH_PROTOCOLS)),
+    "outcome": pd.CategoricalDtype(list(OUTCOMES)),
+    "failure_step": pd.CategoricalDtype(list(STEPS)),
     "failure_reason": "string",
     "failure_evidence": "string",
     "start": "datetime64[ns, UTC]",
@@ -54,9 +63,9 @@ SESSION_DTYPES: dict[str, Any] = {
 AUTH_DTYPES: dict[str, Any] = {
     "time": "datetime64[ns, UTC]",
     "frame": "Int64",
-    "transport": pd.CategoricalDtype(("http", "sip", "kdc")),
-    "protocol": pd.CategoricalDtype(("ntlm", "kerberos")),
-    "message": pd.CategoricalDtype(AUTH_MESSAGES),
+    "transport": pd.CategoricalDtype(list(("http", "sip", "kdc"))),
+    "protocol": pd.CategoricalDtype(list(("ntlm", "kerberos"))),
+    "message": pd.CategoricalDtype(list(AUTH_MESSAGES)),
     "src": "string",
     "dst": "string",
     "user": "string",
@@ -70,7 +79,7 @@ AUTH_DTYPES: dict[str, Any] = {
 }
 CLIENT_DTYPES: dict[str, Any] = {
     "kind": "category",
-    "location": pd.CategoricalDtype(LOCATIONS),
+    "location": pd.CategoricalDtype(list(LOCATIONS)),
     "auth_protocols": "string",
     "sessions": "Int64",
     "succeeded": "Int64",
@@ -79,7 +88,7 @@ CLIENT_DTYPES: dict[str, Any] = {
 }
 FINDING_DTYPES: dict[str, Any] = {
     "id": "category",
-    "severity": pd.CategoricalDtype(SEVERITIES, ordered=True),
+    "severity": pd.CategoricalDtype(list(SEVERITIES), ordered=True),
     "title": "string",
     "detail": "string",
     "sessions": "string",

@@ -222,7 +222,8 @@ def capture_figure(sessions: Sequence[Session], *, align: Align = "auto", title:
         zero = base[s.id]
         bad = view.failed_step(s)
         if bad is not None:
-            failed.append((min((bad.time - zero + max(bad.duration, minw)) / per, edge), y))
+            # a failure past the cut sits just inside it, beside the ▶ that marks the cut row
+            failed.append((min((bad.time - zero + max(bad.duration, minw)) / per, edge * 0.975), y))
         if cut is not None and s.end - zero > cut * 1.02:
             longer.append(y)
     if failed:
@@ -231,7 +232,7 @@ def capture_figure(sessions: Sequence[Session], *, align: Align = "auto", title:
                 color=view.FAILURE_COLOUR, markeredgecolor="white", markersize=8, zorder=5, clip_on=False)
     if longer:
         clipped = len(longer)
-        ax.plot([edge] * len(longer), longer, linestyle="none", marker=">", color="#57606a", markersize=6, zorder=4,
+        ax.plot([edge * 1.02] * len(longer), longer, linestyle="none", marker=">", color="#57606a", markersize=6, zorder=4,
                 clip_on=False)
     every = max(1, math.ceil(len(sessions) / MAX_LABELS))
     ticks = list(range(0, len(sessions), every))

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lyncpcap.model import AuthExchange, Evidence, Step
+from lyncpcap.model import Evidence, Step
 from lyncpcap.protocols import adfs, autodiscover, certprov, httpauth, mex, oauth, wstrust
 from lyncpcap.protocols.http import HttpExchange, HttpRequest, HttpResponse
 from lyncpcap.secrets import Secret
@@ -571,11 +571,7 @@ class HttpClassifier:
                     details.append("challenge: " + ", ".join(step.facts["offered"]))
             return
         if 200 <= status < 400:
-            if step.step in ("webticket", "oauth", "certprov") and step.credential and 200 <= status < 300:
-                step.result = "success"
-            elif step.step == "ucwa" and 200 <= status < 300:
-                step.result = "success"
-            elif step.step == "other" and 200 <= status < 300:
+            if (step.step in ("webticket", "oauth", "certprov") and step.credential and 200 <= status < 300) or (step.step == "ucwa" and 200 <= status < 300) or (step.step == "other" and 200 <= status < 300):
                 step.result = "success"
             else:
                 step.result = "info"

@@ -234,7 +234,7 @@ class SipClassifier:
                         self.out.add_auth(kerberos_token_exchange(tok, time=msg.ts, frame=msg.frame, transport="sip", src=p.ep.dst, dst=p.ep.src, conn=p.ep.conn))
         if offered:
             step.facts["offered"] = offered
-        if msg.headers.get("ms-user-logon-data", "").lower().startswith("remoteuser"):
+        if (msg.headers.get("ms-user-logon-data") or "").lower().startswith("remoteuser"):
             step.evidence.append(Evidence("location", "external", "ms-user-logon-data: RemoteUser (signed in through the Edge)"))
         diags = msg.diagnostics
         if diags:
@@ -264,9 +264,9 @@ class SipClassifier:
                     details.append("challenge: " + ", ".join(offered) if offered else "challenge")
         elif status in (301, 302):
             step.result = "info"
-            contact = msg.headers.get("Contact")
-            if contact:
-                step.facts["redirect"] = contact
+            redirect = msg.headers.get("Contact")
+            if redirect:
+                step.facts["redirect"] = redirect
             details.append(f"{msg.reason or 'redirect'}")
         else:
             step.result = "failure"
