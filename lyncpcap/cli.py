@@ -24,6 +24,23 @@ from lyncpcap.errors import CaptureError
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
 
+def _classes(name: str) -> tuple[type[Exception], ...]:
+    """click's exception classes, and typer's vendored copies of them (typer >= 0.20 bundles click)."""
+    found: list[type[Exception]] = [getattr(click.exceptions, name)]
+    try:
+        from typer._click import exceptions as vendored  # type: ignore[import-not-found]
+
+        found.append(getattr(vendored, name))
+    except (ImportError, AttributeError):
+        pass
+    return tuple(found)
+
+
+USAGE_ERRORS = _classes("ClickException")
+EXITS = _classes("Exit")
+ABORTS = _classes("Abort")
+
+
 def fail(message: str) -> None:
     """One line on stderr, never wrapped or styled."""
     sys.stderr.write(" ".join(message.split()) + "\n")
@@ -42,14 +59,15 @@ def main(argv: list[str] | None = None) -> None:
     except UsageProblem as exc:
         fail(f"lyncpcap: error: {exc}")
         sys.exit(EXIT_INPUT)
-    except click.exceptions.Abort:
+    except ABORTS:
         fail("lyncpcap: interrupted")
         sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except USAGE_ERRORS as exc:
+        if type(exc).__name__ != "NoArgsIsHelpError":  # the help was printed already
+            exc.show()
         sys.exit(EXIT_INPUT)
+    except EXITS as exc:
+        sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(EXIT_OK)
     except OSError as exc:

@@ -7,19 +7,38 @@ number of sign-in steps rather than the capture size.
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from lyncpcap.errors import CaptureError, MalformedError
 from lyncpcap.flows import Connection, Dispatcher, StreamSink
+from lyncpcap.flows.pdus import KnownConnection, PduStreams
 from lyncpcap.model import AuthExchange, Step
 from lyncpcap.protocols import dns as dns_proto
 from lyncpcap.protocols import kerberos, tls
 from lyncpcap.protocols.http import HttpStream, looks_like_http_request, looks_like_sip
 from lyncpcap.protocols.sip import SipMessage, SipStream, parse_datagram
 from lyncpcap.read import open_capture
+from lyncpcap.read.archive import Archive
+from lyncpcap.read.capture import Capture, Record
+from lyncpcap.read.pdu import LINKTYPE_WIRESHARK_UPPER_PDU, PORT_TCP, PORT_UDP, parse_exported_pdu
+from lyncpcap.read.tshark import (
+    TLS_KEY_LOG_SECRETS,
+    ExportRun,
+    KeyLog,
+    RsaKey,
+    ServerHello,
+    Tshark,
+    TsharkUnavailable,
+    find_tshark,
+    server_hellos,
+    suite_text,
+    undecrypted_reason,
+)
 from lyncpcap.steps.common import Endpoints
 from lyncpcap.steps.dns import DnsClassifier
 from lyncpcap.steps.http import HTTPS_PORTS, ConnState, HttpClassifier
@@ -50,6 +69,7 @@ class TlsConnection:
     application_data: bool = False
     decrypted: bool = False
     reason: str = "no key material for this connection"
+    cipher: str | None = None  #: the suite the server chose, when the reason needed it
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -64,6 +84,7 @@ class TlsConnection:
             "alerts": [list(a) for a in self.alerts],
             "decrypted": self.decrypted,
             "reason": None if self.decrypted else self.reason,
+            "cipher": self.cipher,
         }
 
 
@@ -273,38 +294,307 @@ class Engine:
             self.note(f"{self.dns.errors} DNS messages could not be decoded")
 
 
-def analyse_file(path: str | Path, *, progress: Callable[[int], None] | None = None, full: bool = False) -> CaptureResult:
-    """Run one plaintext capture file through the pipeline.
+class _Resumed:
+    """A capture whose first record was already taken (to look at its link types and secrets),
+    iterated again from that record on; `position` follows the capture for the progress bar."""
+
+    def __init__(self, cap: Capture, first: Record | None, rest: Iterator[Record]) -> None:
+        self.cap = cap
+        self.first = first
+        self.rest = rest
+
+    @property
+    def position(self) -> int:
+        return self.cap.position
+
+    def __iter__(self) -> Iterator[Record]:
+        if self.first is not None:
+            yield self.first
+        yield from self.rest
+
+
+class _ExportedFrames:
+    """Frames of link type 252 (Wireshark exported PDUs) read straight from the capture."""
+
+    def __init__(self, engine: Engine, next_index: int) -> None:
+        self.engine = engine
+        self.streams = PduStreams(engine.tcp_selector, next_index=next_index, redelivery=True)
+        self.frames = 0
+        self.skipped: Counter[str] = Counter()
+
+    def feed(self, frame: int, ts: float, data: bytes) -> None:
+        self.frames += 1
+        try:
+            pdu = parse_exported_pdu(data)
+        except MalformedError:
+            self.skipped["damaged exported-PDU header"] += 1
+            return
+        if pdu.src is None or pdu.dst is None or pdu.src_port is None or pdu.dst_port is None:
+            self.skipped["exported PDU without addresses and ports"] += 1
+            return
+        number = pdu.orig_frame or frame
+        if pdu.port_type == PORT_UDP:
+            self.engine.udp_handler(ts, number, pdu.src, pdu.src_port, pdu.dst, pdu.dst_port, pdu.payload)
+        elif pdu.port_type in (PORT_TCP, None):
+            transport = "tls" if pdu.over_tls else "tcp"
+            self.streams.tcp(number, ts, pdu.src, pdu.src_port, pdu.dst, pdu.dst_port, pdu.payload, transport=transport)
+        else:
+            self.skipped[f"exported PDU of port type {pdu.port_type}"] += 1
+
+    def warnings(self) -> list[str]:
+        out = [f"{n} exported PDU frame(s) skipped: {why}" for why, n in sorted(self.skipped.items())]
+        if self.streams.redelivered_bytes:
+            out.append(
+                f"{self.streams.redelivered_bytes} bytes of exported PDUs were repeats of earlier PDUs "
+                "(exported with TLS desegmentation on) and were read once"
+            )
+        return out
+
+
+class _TlsDecryption:
+    """TLS decryption of one capture through tshark, beside lyncpcap's own read.
+
+    tshark starts as soon as keys are known to exist: at once for --keylog/--rsa-key, after the
+    first frame for Decryption Secrets Blocks in front of the packets, at the end for later ones.
+    Its decrypted records go to the engine through `PduStreams` (transport "tls"), keyed to the
+    TLS connections the plaintext read saw; those that stay undecrypted get a reason."""
+
+    def __init__(self, path: Path, keylog: Path | None, rsa_keys: Sequence[RsaKey]) -> None:
+        self.path = path
+        self.keylog = keylog
+        self.rsa_keys = tuple(rsa_keys)
+        self.embedded = False
+        self.run: ExportRun | None = None
+        self.tshark: Tshark | None = None
+        self.unavailable: str | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if keylog is not None or self.rsa_keys:
+            self._start()
+
+    def __enter__(self) -> _TlsDecryption:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.cancel()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _start(self) -> None:
+        if self.run is not None or self.unavailable is not None:
+            return
+        try:
+            self.tshark = find_tshark()
+        except TsharkUnavailable as exc:
+            self.unavailable = str(exc)  # an error only if some TLS turns out to need decrypting
+            return
+        self._tmp = tempfile.TemporaryDirectory(prefix="lyncpcap-tls-")
+        self.run = ExportRun(self.tshark, self.path, Path(self._tmp.name), self.keylog, self.rsa_keys)
+
+    def secrets_seen(self, secrets: Sequence[tuple[int, bytes]]) -> None:
+        if not self.embedded and any(stype == TLS_KEY_LOG_SECRETS for stype, _ in secrets):
+            self.embedded = True
+            self._start()
+
+    def apply(self, engine: Engine, secrets: Sequence[tuple[int, bytes]], next_index: int) -> list[str]:
+        """Feed what tshark decrypted to `engine`, mark and explain the TLS connections; warnings."""
+        for t in engine.tls:
+            if not t.application_data:
+                t.reason = "no application data followed the handshake" + (
+                    f" (alert {', '.join(tls.ALERT_DESCRIPTIONS.get(a[2], str(a[2])) for a in t.alerts)})" if t.alerts else ""
+                )
+        carrying = [t for t in engine.tls if t.application_data]
+        if not carrying:
+            return []
+        if self.unavailable is not None:
+            raise CaptureError(self.path, self.unavailable)
+        if self.run is None:
+            for t in carrying:
+                t.reason = "no keys: pass --keylog (SSLKEYLOGFILE) or --rsa-key, or capture with embedded secrets"
+            return []
+        output, problem = self.run.wait()
+        warnings = [problem] if problem else []
+        known = [
+            KnownConnection(t.conn, t.client, t.client_port, t.server, t.server_port, t.first_frame, t.time)
+            for t in engine.tls
+        ]
+        streams = PduStreams(engine.tcp_selector, known=known, next_index=next_index)
+        damaged = 0
+        if output is not None:
+            with open_capture(output) as pdus:
+                for frame, ts, linktype, data, _wirelen in pdus:
+                    if linktype != LINKTYPE_WIRESHARK_UPPER_PDU:
+                        continue
+                    try:
+                        pdu = parse_exported_pdu(data)
+                    except MalformedError:
+                        damaged += 1
+                        continue
+                    if (pdu.port_type not in (PORT_TCP, None) or pdu.src is None or pdu.dst is None
+                            or pdu.src_port is None or pdu.dst_port is None):
+                        continue
+                    streams.tcp(pdu.orig_frame or frame, ts, pdu.src, pdu.src_port, pdu.dst, pdu.dst_port,
+                                pdu.payload, transport="tls")
+        streams.finish()
+        if damaged:
+            warnings.append(f"{damaged} decrypted records from tshark could not be read")
+        for t in engine.tls:
+            if t.conn in streams.streams_seen:
+                t.decrypted = True
+        self._explain([t for t in carrying if not t.decrypted], secrets, problem if output is None else None)
+        return warnings
+
+    def _explain(self, undecrypted: list[TlsConnection], secrets: Sequence[tuple[int, bytes]], problem: str | None) -> None:
+        if not undecrypted:
+            return
+        keylog = KeyLog.load(self.keylog, secrets)
+        hellos: dict[tuple[str, int, str, int], list[ServerHello]] = {}
+        needs_suite = any(
+            t.client_random and (self.rsa_keys or not keylog.missing(t.client_random, _tls13(t))) for t in undecrypted
+        )
+        if needs_suite and self.tshark is not None and problem is None:
+            hellos = server_hellos(self.tshark, self.path)
+        for t in undecrypted:
+            hello = None
+            for h in hellos.get((t.client, t.client_port, t.server, t.server_port), []):
+                if h.frame >= t.first_frame and (hello is None or h.frame < hello.frame):
+                    hello = h
+            if hello is not None:
+                t.cipher = suite_text(hello.cipher_suite)
+            t.reason = undecrypted_reason(
+                client_random=t.client_random,
+                version=t.version,
+                keylog=keylog,
+                rsa_keys=self.rsa_keys,
+                hello=hello,
+                tshark_problem=problem,
+            )
+
+
+def _tls13(t: TlsConnection) -> bool:
+    return bool(t.version and t.version.startswith("TLS 1.3"))
+
+
+def analyse_file(
+    path: str | Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    full: bool = False,
+    keylog: str | Path | None = None,
+    rsa_keys: Sequence[RsaKey] = (),
+) -> CaptureResult:
+    """Run one capture file (pcap or pcapng, gzip'd or not) through the pipeline.
+
+    Plaintext is read here; TLS is decrypted by tshark (`read/tshark.py`) when a key log, RSA keys
+    or embedded secrets are there, and its plaintext joins the same decoders and classifiers.
+    Frames of link type 252 (Wireshark exported PDUs) are read as the PDUs they carry.
 
     `full=True` is the reference path: every TCP connection and UDP datagram is offered to the
     decoders, with no port pre-filter.  The default fast path must give identical results.
     """
+    p = Path(path)
     engine = Engine()
-    with open_capture(path) as cap:
+    key_file = Path(keylog) if keylog is not None else None
+    with open_capture(p) as cap, _TlsDecryption(p, key_file, rsa_keys) as decryption:
         dispatcher = Dispatcher(
             engine.tcp_selector,
             engine.udp_handler,
             udp_ports=None if full else UDP_PORTS,
         )
-        dispatcher.run(cap, progress)
+        records = iter(cap)
+        first = next(records, None)
+        # pcapng: interface and secrets blocks in front of the first packet are read by now
+        decryption.secrets_seen(cap.secrets)
+        exported: _ExportedFrames | None = None
+        if LINKTYPE_WIRESHARK_UPPER_PDU in cap.linktypes:
+            only_pdus = cap.linktypes == {LINKTYPE_WIRESHARK_UPPER_PDU}
+            exported = _ExportedFrames(engine, 0 if only_pdus else _EXPORTED_INDEX_BASE)
+            _run_mixed(dispatcher, exported, _Resumed(cap, first, records), progress)
+            exported.streams.finish()
+        else:
+            dispatcher.run(_Resumed(cap, first, records), progress)  # type: ignore[arg-type]
+        decryption.secrets_seen(cap.secrets)
+        stats = dispatcher.stats
+        decryption_warnings = decryption.apply(engine, cap.secrets, stats.get("tcp.connections", 0))
         engine.finish()
-        warnings = list(cap.warnings) + list(dispatcher.warnings) + engine.notes
-        undecrypted = [t for t in engine.tls if not t.decrypted]
+        warnings = list(cap.warnings) + list(dispatcher.warnings) + engine.notes + decryption_warnings
+        if exported is not None:
+            warnings += exported.warnings()
+            stats["exported_pdus"] = exported.frames
+        undecrypted = [t for t in engine.tls if not t.decrypted and t.application_data]
         if undecrypted:
             warnings.append(
                 f"{len(undecrypted)} TLS connection(s) were not decrypted; no step is inferred from them "
-                "(pass --keylog or use a capture with embedded secrets)"
+                f"(first: {_describe(undecrypted[0])})"
             )
         return CaptureResult(
             path=str(path),
             format=cap.format,
             compressed=cap.compressed,
-            packets=dispatcher.stats.get("packets", 0),
-            decrypted=False,
+            packets=stats.get("packets", 0) + (exported.frames if exported is not None else 0),
+            decrypted=any(t.decrypted for t in engine.tls) or bool(exported and exported.streams.connections),
             warnings=warnings,
-            stats=dispatcher.stats,
+            stats=stats,
             steps=engine.steps,
             auth=engine.auth,
             tls=engine.tls,
             secrets_blocks=len(cap.secrets),
         )
+
+
+#: connection numbers of exported-PDU streams in a capture that also holds packets
+_EXPORTED_INDEX_BASE = 1_000_000
+
+
+def _describe(t: TlsConnection) -> str:
+    sni = f" ({t.sni})" if t.sni else ""
+    return f"{t.client}:{t.client_port} → {t.server}:{t.server_port}{sni}: {t.reason}"
+
+
+def _run_mixed(
+    dispatcher: Dispatcher, exported: _ExportedFrames, capture: _Resumed, progress: Callable[[int], None] | None
+) -> None:
+    """Like `Dispatcher.run`, with exported-PDU frames taken out for `exported`."""
+    feed = dispatcher.feed
+    pdu = exported.feed
+    for n, (frame, ts, linktype, data, wirelen) in enumerate(capture, 1):
+        if linktype == LINKTYPE_WIRESHARK_UPPER_PDU:
+            pdu(frame, ts, data)
+        else:
+            feed(frame, ts, linktype, data, wirelen)
+        if progress is not None and not n & 0xFFFF:
+            progress(capture.position)
+    dispatcher.finish()
+    if progress is not None:
+        progress(capture.position)
+
+
+def analyse_archive(path: str | Path, archive: Archive) -> CaptureResult:
+    """Run the exchanges of a SAZ or HAR archive through the same HTTP classifier as packets."""
+    engine = Engine()
+    states: dict[str, ConnState] = {}
+    for ax in sorted(archive.exchanges, key=lambda a: (a.exchange.request.first_ts, a.number)):
+        state = states.get(ax.connection)
+        if state is None:
+            transport = "tls" if ax.scheme == "https" else "tcp"
+            ep = Endpoints(ax.client, ax.client, ax.server, ax.client_port, ax.server_port, len(states), transport)
+            state = states[ax.connection] = ConnState(endpoints=ep, scheme=ax.scheme)
+        engine.http.on_exchange(state, ax.exchange)
+    engine.finish()
+    stats: Counter[str] = Counter(exchanges=len(archive.exchanges), entries=archive.entries)
+    return CaptureResult(
+        path=str(path),
+        format=archive.format,
+        compressed=False,
+        packets=archive.entries,
+        decrypted=any(ax.scheme == "https" for ax in archive.exchanges),
+        warnings=list(archive.warnings) + engine.notes,
+        stats=stats,
+        steps=engine.steps,
+        auth=engine.auth,
+        tls=[],
+    )

@@ -1,7 +1,8 @@
 """The Wireshark post-dissector (dissectors/lync.lua) agrees with lyncpcap's classifier, frame by frame.
 
-tshark runs the plugin over every sample capture (the TLS twins with their key logs) and over a
-synthetic capture that reaches every table entry and branch; lyncpcap analyses the same files.
+tshark runs the plugin over every sample capture (TLS twins decrypted with their key log or the
+keys the pcapng embeds) and over a synthetic capture that reaches every table entry and branch;
+lyncpcap analyses the same files.
 Each request frame the analysis makes a sign-in step must carry the same `lync.step` and
 `lync.auth`; answers carry the same `lync.result`; identities and client kinds agree once the
 plugin has seen the whole capture (two passes).  tshark is required (scripts/test.sh installs it).
@@ -247,6 +248,18 @@ def test_two_pass_agrees_on_step_auth_user_and_client(name: str, runs: dict[str,
                 f"frame {s.frame} {s.step}: plugin client {f.one('lync.client_kind')!r}, analysis {kind!r}"
             )
     assert not problems, "\n".join(problems)
+
+
+def test_two_pass_without_a_read_filter_classifies_on_the_second_pass(runs: dict[str, Run]) -> None:
+    """Plain `tshark -2` builds no tree on its first pass; the plugin then classifies on the second,
+    in frame order, so it says what a single pass says."""
+    run = runs["02-desktop-external-ntlm.pcapng"]
+    frames = run_plugin(run.capture, extra=("-2",))
+    assert step_mismatches(run.analysis, frames, two_pass=False, sees_all=True) == []
+    fields = ("lync.step", "lync.auth", "lync.result", "lync.user", "lync.request_in")
+    assert [[f.one(x) for x in fields] for f in frames.values()] == [
+        [f.one(x) for x in fields] for f in run.one_pass.values()
+    ]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -792,6 +792,7 @@ def build(path: Path) -> Path:
         )
     ]
     ntlm3 = b64(ntlm_authenticate("CONTOSO", "ned"))
+    signed_ntlm = 'NTLM qop="auth", opaque="B2", realm="SIP Communications Service", crand="2b", cnum="2", response="ee"'
     sip_conn(
         "10.9.4.1",
         [
@@ -825,6 +826,11 @@ def build(path: Path) -> Path:
                     ],
                 ),
                 [answer("100 Trying", 3, "c1", "ned"), answer("200 OK", 3, "c1", "ned")],
+            ),
+            # provisional and final answer in one segment
+            (
+                register(4, "c1", "ned", [("Authorization", signed_ntlm)]),
+                [answer("100 Trying", 4, "c1", "ned") + answer("200 OK", 4, "c1", "ned")],
             ),
         ],
     )

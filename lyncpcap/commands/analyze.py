@@ -36,11 +36,7 @@ FORMAT_BY_SUFFIX: dict[str, str] = {
 
 HELP = """Analyse the sign-ins in one or more captures (read together, as one analysis).
 
-The default [bold]table[/bold] view shows what was read, the per-client protocol summary, the
-sessions with outcome and failure reason, and the findings.  With [bold]--format csv[/bold] and an
---output folder (an existing folder, a path ending in /, or one without a suffix), five tables
-are written: sessions, steps, auth, clients and findings.  Without --format, the --output suffix
-(.json .jsonl .csv .md .html) picks it.
+The default [bold]table[/bold] view shows what was read, the per-client protocol summary, the sessions with outcome and failure reason, and the findings.  With [bold]--format csv[/bold] and an --output folder (an existing folder, a path ending in /, or one without a suffix) five tables are written: sessions, steps, auth, clients and findings.  Without --format, the --output suffix (.json .jsonl .csv .md .html .txt) chooses it.
 
 [bold]Examples[/bold]
 
@@ -80,9 +76,8 @@ def analyze_command(
     quiet: QuietOption = False,
 ) -> None:
     chosen = resolve_format(fmt, output)
-    if chosen == "csv" and output is not None and _is_folder(output):
-        if output.exists() and not output.is_dir():
-            raise UsageProblem(f"--output {output}: not a folder")
+    if chosen == "csv" and output is not None and _is_folder(output) and output.exists() and not output.is_dir():
+        raise UsageProblem(f"--output {output}: not a folder")
     analysis = run_analysis(captures, keylog, quiet)
     reveal = reveal_secrets
     if chosen == "table":

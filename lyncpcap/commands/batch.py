@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lyncpcap.commands import UsageProblem, app
-from lyncpcap.commands.common import KeylogOption, QuietOption, RevealOption, checked_keylog, count_progress, note
+from lyncpcap.commands.common import (
+    KeylogOption,
+    QuietOption,
+    RevealOption,
+    checked_keylog,
+    count_progress,
+    note,
+)
 from lyncpcap.errors import CaptureError
 from lyncpcap.model import Session
 
@@ -140,7 +147,7 @@ def run_job(job: Job) -> Result:
         analysis = analyze(job.path, keylog=job.keylog)
     except CaptureError as exc:
         return Result(job, error=str(exc))
-    except Exception as exc:  # noqa: BLE001 - one bad capture must not stop the batch
+    except Exception as exc:  # one bad capture must not stop the batch
         return Result(job, error=f"{job.path}: internal error: {type(exc).__name__}: {exc}")
     try:
         (job.folder / f"{job.name}.html").write_text(
@@ -148,7 +155,7 @@ def run_job(job: Job) -> Result:
         )
         (job.folder / f"{job.name}.json").write_text(exports.json_text(analysis, job.reveal), encoding="utf-8")
         frames = exports.tables(analysis, job.reveal)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # a report that cannot be written is that capture's failure
         return Result(job, error=f"{job.path}: internal error while writing the report: {type(exc).__name__}: {exc}")
     tables = {}
     for name in COMBINED:
@@ -218,9 +225,6 @@ def batch_command(
         raise UsageProblem(f"--jobs {jobs}: must be 1 or more (0 for one per CPU)")
     if output.exists() and not output.is_dir():
         raise UsageProblem(f"--output {output}: exists and is not a folder")
-    missing = [p for p in inputs if not p.exists()]
-    for p in missing:
-        note(f"lyncpcap: warning: {p}: no such file or folder")
     found, skipped = find_captures(inputs, output)
     if not found:
         raise UsageProblem(f"no capture files in {', '.join(map(str, inputs))}")

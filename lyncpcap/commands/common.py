@@ -191,7 +191,7 @@ def one_session(analysis: Analysis, sid: str | None, what: str) -> Session:
     if len(chosen) == 1:
         return chosen[0]
     if not chosen:
-        raise UsageProblem(f"no sign-in sessions in the capture, so no {what}")
+        raise UsageProblem(f"no sign-in sessions in the capture to draw {what} of")
     ids = ", ".join(s.id for s in chosen)
     raise UsageProblem(f"{what} shows one session; choose one with --session (sessions: {ids})")
 

@@ -70,7 +70,10 @@ def timeline_command(
         parts = []
         for s in chosen:
             parts += [table.timeline_table(s, reveal), Text("")]
-        view = Group(*parts) if parts else Text("No sign-in sessions found.")
+        if not parts:
+            hints = [Text(f"⚠ {c.path}: {w}", style="yellow") for c in analysis.captures for w in c.warnings]
+            parts = [Text("No sign-in sessions found."), *hints]
+        view = Group(*parts)
         if output is None:
             stdout_console(None).print(view)
         else:
@@ -91,5 +94,4 @@ def timeline_command(
         from lyncpcap.report import exports
 
         steps = exports.tables(analysis, reveal)["steps"]
-        wanted = [s.id for s in chosen]
-        write_output(exports.csv_text(steps[steps["session"].isin(wanted)]), output)
+        write_output(exports.csv_text(steps[steps["session"].isin([s.id for s in chosen])]), output)

@@ -11,6 +11,15 @@
 
 local PLUGIN_VERSION = "0.1.0"
 
+-- Plugins and -X lua_script files share one Lua state: when a copy is already loaded (say the
+-- installed one, and this file again through -X lua_script), keep that one rather than fail.
+if rawget(_G, "LYNCPCAP_LYNC_LUA") then
+    io.stderr:write(string.format("lync.lua: %s not loaded, lync.lua %s from %s is already active\n",
+        debug.getinfo(1, "S").source, rawget(_G, "LYNCPCAP_LYNC_LUA").version, rawget(_G, "LYNCPCAP_LYNC_LUA").source))
+    return
+end
+rawset(_G, "LYNCPCAP_LYNC_LUA", { version = PLUGIN_VERSION, source = debug.getinfo(1, "S").source })
+
 if set_plugin_info then
     set_plugin_info({
         version = PLUGIN_VERSION,
@@ -482,10 +491,10 @@ local function ntlm_message(m)
     end
     local unicode
     if header_end >= 64 and #m >= 64 then
-        unicode = bit32.band(le32(m, 61), 1) == 1
+        unicode = le32(m, 61) % 2 == 1 -- NTLMSSP_NEGOTIATE_UNICODE (no bit library: Lua 5.2 to 5.4)
     else
         local sample = user .. domain
-        unicode = #sample > 0 and #sample % 2 == 0 and not sample:gsub("(.)(.)", "%2"):find("[^%z]")
+        unicode = #sample > 0 and #sample % 2 == 0 and not sample:gsub("(.)(.)", "%2"):find("[^\0]")
     end
     if unicode then
         if #domain % 2 == 1 or #user % 2 == 1 or #ws % 2 == 1 then return nil end
@@ -1083,6 +1092,8 @@ local function http_step_auth(rec, req_body, query)
                 rec.auth, rec.credential = "anonymous", true
             elseif g == GRANT_PASSIVE then
                 rec.auth, rec.credential = "passive", rec.fedauth == true
+            elseif g == GRANT_WINDOWS then
+                -- Integrated Windows auth: the Authorization header (Negotiate/NTLM) has decided
             end
         end
     elseif rec.step == "adfs" then
@@ -1442,8 +1453,10 @@ local function sip_frame(pinfo)
     end
     local rec
     for _, msg in ipairs(messages) do
+        -- one segment may carry several messages (100 Trying and the final answer): the frame
+        -- shows the first step, or the final answer that decides it
         local r = sip_message(pinfo, msg.start, msg.headers, msg.request)
-        rec = rec or r
+        if r and (rec == nil or (r.result and not rec.result)) then rec = r end
     end
     return rec, sip_gssapi(messages)
 end
@@ -1509,7 +1522,7 @@ local function kdc_frame(pinfo)
     if mt == 30 then
         local code = value_of("kerberos.error_code") or 0
         rec.result = KDC_CHALLENGE_ERRORS[code] and "challenge" or "failure"
-        rec.diagnostic = "KRB-ERROR " .. code .. " " .. (KERBEROS_ERRORS[code] or ("KRB_ERR_" .. code))
+        rec.diagnostic = string.format("KRB-ERROR %d %s", code, KERBEROS_ERRORS[code] or ("KRB_ERR_" .. math.floor(code)))
     else
         rec.result = "success"
         local cname = value_of("kerberos.CNameString")

@@ -13,7 +13,7 @@ from lyncpcap.protocols.http import parse_query
 from lyncpcap.secrets import Secret
 
 PRIMARY_METHODS = frozenset(
-    {"formsauthentication", "windowsauthentication", "certificateauthentication", "devicenauthentication"}
+    {"formsauthentication", "windowsauthentication", "certificateauthentication", "deviceauthentication"}
 )
 _ERROR_TEXT = re.compile(
     rb"""<[^>]*id\s*=\s*["']errorText["'][^>]*>(.*?)</""", re.IGNORECASE | re.DOTALL

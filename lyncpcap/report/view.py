@@ -187,10 +187,14 @@ def user_text(session: Session) -> str:
 
 
 def failure_text(session: Session) -> str:
-    """`webticket: NTLM credentials refused: …` or the empty string."""
+    """`webticket: NTLM credentials refused: …` (the step is left out when the reason names it)."""
     if not session.failure:
         return ""
-    return f"{session.failure.get('step', '?')}: {session.failure.get('reason', '')}"
+    step = session.failure.get("step", "?")
+    reason = session.failure.get("reason", "")
+    if reason.lower().startswith(step.lower()):
+        return reason
+    return f"{step}: {reason}"
 
 
 def failed_step(session: Session) -> Step | None:

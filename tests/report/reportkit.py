@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ def truth_of(capture: Path) -> dict[str, Any]:
     return data
 
 
-@lru_cache(maxsize=None)
+@cache
 def analysis_of(name: str) -> Analysis:
     """The analysis of a sample, by file name, computed once per test process."""
     return lyncpcap.analyze(SAMPLES / name)
@@ -64,7 +64,7 @@ def many_sessions(count: int) -> list[Session]:
 def _undrawn_tick_labels(fig: Figure) -> set[int]:
     """Tick labels matplotlib keeps but does not draw, because their tick is outside the view."""
     hidden: set[int] = set()
-    pending = list(fig.axes)
+    pending: list[Any] = list(fig.axes)  # axes and their child axes (the secondary y axes)
     while pending:
         ax = pending.pop()
         pending.extend(ax.child_axes)

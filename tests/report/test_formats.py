@@ -8,6 +8,7 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -28,7 +29,7 @@ MERMAID_LINE = re.compile(
 class Page(HTMLParser):
     """Collects what the HTML checks need: ids, image sources, links, open/close balance."""
 
-    VOID = {"meta", "img", "br", "input", "link", "hr"}
+    VOID: ClassVar[frozenset[str]] = frozenset({"meta", "img", "br", "input", "link", "hr"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -123,7 +124,7 @@ def test_every_format(capture: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     # html: balanced, self-contained, with a summary, the sessions and two pictures per session
     page = Page()
     page.feed(outputs["html"])
-    assert page.errors == [] and page.stack == ["html"] or page.stack == []
+    assert page.errors == [] and page.stack == []
     assert all(src.startswith("data:image/png;base64,") for src in page.srcs)
     assert all(href.startswith("#") for href in page.hrefs)
     assert "Content-Security-Policy" in outputs["html"]
@@ -148,13 +149,15 @@ def test_reveal_secrets_reaches_the_json(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def _hostile(session: Session) -> Session:
-    third = dataclasses.replace(session.steps[2], detail="[bold]not markup[/bold] <i>x</i>",
-                                url="https://h/p?password=hunter2&wa=wsignin1.0")
+    """A failed session whose capture text is full of HTML, rich, Markdown and Mermaid syntax."""
+    evidence = 'ms-diagnostics: 4004;reason="x";source="fe#1" %% <b>'
+    steps = list(session.steps)
+    steps[2] = dataclasses.replace(steps[2], detail="[bold]not markup[/bold] <i>x</i>",
+                                   url="https://h/p?password=hunter2&wa=wsignin1.0")
+    steps[-1] = dataclasses.replace(steps[-1], failure_reason="a | pipe `tick` *star*", failure_evidence=evidence)
     return dataclasses.replace(
-        session, user="<script>alert(1)</script>", steps=[*session.steps[:2], third, *session.steps[3:]],
-        failure={"step": "webticket", "reason": "a | pipe `tick` *star*",
-                 "evidence": 'ms-diagnostics: 4004;reason="x";source="fe#1" %% <b>'},
-        outcome="failure",
+        session, user="<script>alert(1)</script>", steps=steps, outcome="failure",
+        failure={"step": steps[-1].step, "reason": "a | pipe `tick` *star*", "evidence": evidence},
     )
 
 

@@ -1,0 +1,125 @@
+"""No output carries a secret unless --reveal-secrets is given (CONTRACT.md, "Secrets").
+
+Every format of every command is rendered for every sample capture and searched for each truth
+file's `secrets` (and their base64 / URL-encoded / JSON- / HTML-escaped forms); with
+--reveal-secrets the same outputs must show them.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from conftest import sample_captures, truth_path
+from truth import load
+
+import lyncpcap
+from lyncpcap.report import frames
+
+CAPTURES = [c for c in sample_captures() if load(truth_path(c))["secrets"]]
+FORMATS = ["table", "json", "jsonl", "csv", "markdown", "html"]
+
+
+def variants(secret: str) -> set[str]:
+    """The forms a secret could take in an output."""
+    out = {secret, quote(secret, safe=""), quote(secret), html.escape(secret), json.dumps(secret)[1:-1]}
+    if len(secret) >= 6:
+        out.add(base64.b64encode(secret.encode()).decode())
+    return {v for v in out if len(v) >= 4}
+
+
+def cli(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "lyncpcap", *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode in (0, 3), result.stderr
+    return result.stdout + result.stderr
+
+
+def render_all(capture: Path, tmp: Path, reveal: bool) -> dict[str, str]:
+    extra = ["--reveal-secrets"] if reveal else []
+    outputs = {}
+    for fmt in FORMATS:
+        outputs[fmt] = cli("analyze", str(capture), "--format", fmt, *extra)
+    outputs["timeline"] = cli("timeline", str(capture), *extra)
+    outputs["mermaid"] = cli("timeline", str(capture), "--format", "mermaid", *extra)
+    outputs["audit"] = cli("audit", str(capture), "--format", "json", *extra) if reveal is False else ""
+    csv_dir = tmp / ("csv-reveal" if reveal else "csv")
+    cli("analyze", str(capture), "--format", "csv", "--output", str(csv_dir), *extra)
+    outputs["csv-dir"] = "\n".join(p.read_text() for p in sorted(csv_dir.glob("*.csv")))
+    return outputs
+
+
+def normalised(fmt: str, text: str) -> str:
+    """Undo the escaping a format applies, so a revealed secret can be found verbatim."""
+    if fmt in ("json", "audit"):
+        return json.dumps(json.loads(text), ensure_ascii=False) + "\n" + _strings(json.loads(text))
+    if fmt == "jsonl":
+        return "\n".join(_strings(json.loads(line)) for line in text.splitlines() if line.strip())
+    if fmt in ("csv", "csv-dir"):
+        return "\n".join(" ".join(row) for row in csv.reader(io.StringIO(text)))
+    if fmt in ("html", "markdown", "mermaid"):
+        return html.unescape(text)
+    return text
+
+
+def _strings(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "\n".join(_strings(v) for v in value.values())
+    if isinstance(value, list):
+        return "\n".join(_strings(v) for v in value)
+    return ""
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.stem)
+def test_no_secret_in_any_output_and_all_revealed_on_request(capture: Path, tmp_path: Path) -> None:
+    secrets = load(truth_path(capture))["secrets"]
+    redacted = render_all(capture, tmp_path, reveal=False)
+    for fmt, text in redacted.items():
+        for secret in secrets:
+            for form in variants(secret):
+                assert form not in text, f"{fmt} output leaks {secret[:12]}… (as {form[:20]}…)"
+    assert "«redacted sha256:" in redacted["json"]
+    revealed = render_all(capture, tmp_path, reveal=True)
+    for fmt in ("json", "jsonl", "html", "markdown"):
+        text = normalised(fmt, revealed[fmt])
+        missing = [s[:16] for s in secrets if s not in text]
+        assert not missing, f"--reveal-secrets {fmt} output does not show {missing}"
+
+
+@pytest.mark.parametrize("capture", CAPTURES[:4], ids=lambda p: p.stem)
+def test_dataframes_and_reprs_hold_no_secret(capture: Path) -> None:
+    secrets = load(truth_path(capture))["secrets"]
+    a = lyncpcap.analyze(capture)
+    texts = [
+        a.sessions.to_csv(),
+        a.steps.to_csv(),
+        a.auth.to_csv(),
+        a.findings.to_csv(),
+        frames.steps_frame(a.step_list).to_json(),
+        repr(a.step_list),
+        repr(a.session_list),
+        str(a._repr_mimebundle_()),
+    ]
+    for text in texts:
+        for secret in secrets:
+            for form in variants(secret):
+                assert form not in text
+
+
+def test_redacted_values_keep_a_matching_fingerprint() -> None:
+    """The same password used twice shows the same fingerprint (repeated use stays visible)."""
+    capture = next(c for c in CAPTURES if "password-spray" in c.name)
+    doc = lyncpcap.analyze(capture).to_json()
+    details = [st["detail"] for s in doc["sessions"] for st in s["steps"] if "UsernameToken" in st["detail"]]
+    fingerprints = [d.split("«redacted sha256:")[1][:8] for d in details]
+    assert len(fingerprints) == 10
+    assert len(set(fingerprints)) == 2  # "Winter2014!" for eight accounts, "Spring2014!" for two
