@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lyncpcap import engine, findings, sessions
+from lyncpcap.errors import CaptureError
 from lyncpcap.model import AuthExchange, Finding, Session, Step
+from lyncpcap.read.tshark import RsaKey
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,6 +30,9 @@ class CaptureInfo:
     warnings: list[str] = field(default_factory=list)
     compressed: bool = False
     stats: dict[str, int] = field(default_factory=dict)
+    #: the keys the capture was read with (the drill-down decrypts with the same ones)
+    keylog: str | None = None
+    rsa_keys: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -195,22 +200,40 @@ def analyze(
     captures: str | Path | Iterable[str | Path],
     *,
     keylog: str | Path | None = None,
-    rsa_keys: Iterable[str] | None = None,
+    rsa_keys: Iterable[str | RsaKey] | None = None,
     progress: Callable[[int], None] | None = None,
     thresholds: findings.Thresholds | None = None,
     full: bool = False,
 ) -> Analysis:
-    """Analyse one or more captures (pcap, pcapng, gzip'd, …) into one `Analysis`.
+    """Analyse one or more inputs into one `Analysis`: captures (pcap, pcapng, gzip'd, exported
+    PDUs), Fiddler SAZ and HAR archives, each recognised from its content.
 
-    Raises `lyncpcap.errors.CaptureError` for a file that cannot be read at all.
+    TLS is decrypted through tshark with `keylog` (an SSLKEYLOGFILE), secrets embedded in a pcapng,
+    and `rsa_keys` (`FILE`, `FILE@ADDRESS` or `FILE@ADDRESS:PORT`, or `RsaKey`s).  Raises
+    `lyncpcap.errors.CaptureError` for an input that cannot be read at all, or whose TLS needs a
+    tshark that is missing.
     """
+    from lyncpcap import inputs
+
     paths = [captures] if isinstance(captures, (str, Path)) else list(captures)
+    keys: list[RsaKey] = []
+    for k in rsa_keys or ():
+        if isinstance(k, RsaKey):
+            keys.append(k)
+            continue
+        try:
+            keys.append(RsaKey.parse(k))
+        except ValueError as exc:
+            raise CaptureError(k, f"not an RSA key specification: {exc}") from None
+    for key in keys:
+        if not key.path.is_file():
+            raise CaptureError(key.path, "RSA key file not found")
     infos: list[CaptureInfo] = []
     steps: list[Step] = []
     auth: list[AuthExchange] = []
     tls: list[engine.TlsConnection] = []
     for index, p in enumerate(paths):
-        result = engine.analyse_file(p, progress=progress, full=full)
+        result = inputs.analyse(p, keylog=keylog, rsa_keys=keys, progress=progress, full=full)
         for s in result.steps:
             if len(paths) > 1:
                 s.facts["capture"] = index
@@ -223,10 +246,11 @@ def analyze(
                 warnings=result.warnings,
                 compressed=result.compressed,
                 stats=dict(result.stats),
+                keylog=str(keylog) if keylog is not None else None,
+                rsa_keys=[str(k) for k in keys],
             )
         )
         steps.extend(result.steps)
         auth.extend(result.auth)
         tls.extend(result.tls)
     return Analysis(infos, steps, auth, tls, thresholds, [str(p) for p in paths])
-

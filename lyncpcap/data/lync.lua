@@ -170,7 +170,7 @@ local KERBEROS_ERRORS = {
   [93] = "KDC_ERR_UNKNOWN_CRITICAL_FAST_OPTIONS",
 }
 local KDC_CHALLENGE_ERRORS = {[25] = true, [52] = true}
-local ADFS_PRIMARY_METHODS = {["certificateauthentication"] = true, ["devicenauthentication"] = true, ["formsauthentication"] = true, ["windowsauthentication"] = true}
+local ADFS_PRIMARY_METHODS = {["certificateauthentication"] = true, ["deviceauthentication"] = true, ["formsauthentication"] = true, ["windowsauthentication"] = true}
 local ADFS_MFA_MARKERS = {"additionalauthentication", "verification code", "verificationcode", "one-time", "onetimepasscode", "otp", "second factor", "multi-factor"}
 local GRANT_PASSWORD = "password"
 local GRANT_WINDOWS = "urn:microsoft.rtc:windows"
