@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -548,6 +548,10 @@ def rtp_packets(rng: random.Random, start_us: int, client_ip: str, peer_ip: str,
 # -- planning and writing ------------------------------------------------------------------------------
 
 
+def _seeded(make: Callable[..., Iterable[Packet]], seed: int, start: int, *args: object) -> Iterable[Packet]:
+    return make(random.Random(seed), start, *args)
+
+
 @dataclass(order=True, slots=True)
 class Unit:
     start: int
@@ -564,9 +568,10 @@ def plan(signins: int, seed: int, truth: Truth) -> list[Unit]:
     width = int(span * 1_000_000)
     units: list[Unit] = []
 
-    def add(make: Callable[[int], Iterable[Packet]]) -> None:
+    def add(make: Callable[..., Iterable[Packet]], *args: object) -> None:
+        """A noise unit: `make(rng, start, *args)` with its own seeded generator."""
         start = t0 + rng.randrange(width)
-        units.append(Unit(start, len(units), lambda: make(start)))
+        units.append(Unit(start, len(units), partial(_seeded, make, rng.getrandbits(64), start, *args)))
 
     counts = sessions_per_scenario()
     names = list(WEIGHTS)
@@ -579,9 +584,9 @@ def plan(signins: int, seed: int, truth: Truth) -> list[Unit]:
             name = rng.choices(fitting, [WEIGHTS[n] for n in fitting])[0]
         left -= counts[name]
         start = t0 + rng.randrange(width)
-        unit_seed = rng.getrandbits(48)
+        make = partial(signin_packets, name, rng.getrandbits(48), start, pool, truth)
         # scenario 11 starts its background traffic two seconds before the sign-in's start
-        units.append(Unit(start - 2_000_000, len(units), lambda n=name, s=unit_seed, st=start: signin_packets(n, s, st, pool, truth)))
+        units.append(Unit(start - 2_000_000, len(units), make))
 
     def client() -> str:
         return pool.like("10.128.100.100")
@@ -593,8 +598,8 @@ def plan(signins: int, seed: int, truth: Truth) -> list[Unit]:
     while rtp_left > 0:
         n = min(rtp_left, rng.randint(250, 9000))
         rtp_left -= n
-        caller, peer, sub = client(), "203.0.113.21" if rng.random() < 0.6 else public(), rng.getrandbits(64)
-        add(lambda start, c=caller, p=peer, r=sub, n=n: rtp_packets(random.Random(r), start, c, p, n))
+        caller = client()
+        add(rtp_packets, caller, "203.0.113.21" if rng.random() < 0.6 else public(), n)
         truth.noise["rtp_calls"] += 1
         truth.noise["rtp_packets"] += n
     tls_servers = {site: f"198.18.{200 + i}.{10 + i}" for i, site in enumerate(TLS_SITES)}
@@ -602,18 +607,15 @@ def plan(signins: int, seed: int, truth: Truth) -> list[Unit]:
     for _ in range(round(signins * TLS_CONNS_PER_SIGNIN)):
         site = rng.choice(TLS_SITES)
         who = public() if site == "lyncweb.contoso.com" else client()
-        sub = rng.getrandbits(64)
-        add(lambda start, r=sub, c=who, s=site: tls_packets(random.Random(r), start, c, tls_servers[s], s))
+        add(tls_packets, who, tls_servers[site], site)
         truth.noise["tls_connections"] += 1
     web_servers = {site: f"198.18.{100 + i}.{20 + i}" for i, site in enumerate(WEB_SITES)}
     for _ in range(round(signins * HTTP_CONNS_PER_SIGNIN)):
         site = rng.choice(WEB_SITES)
-        sub = rng.getrandbits(64)
-        add(lambda start, r=sub, c=client(), s=site: http_packets(random.Random(r), start, c, web_servers[s], s))
+        add(http_packets, client(), web_servers[site], site)
         truth.noise["http_connections"] += 1
     for _ in range(round(signins * DNS_LOOKUPS_PER_SIGNIN)):
-        sub = rng.getrandbits(64)
-        add(lambda start, r=sub, c=client(): dns_packets(random.Random(r), start, c))
+        add(dns_packets, client())
         truth.noise["dns_lookups"] += 1
     return sorted(units)
 

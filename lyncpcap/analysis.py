@@ -6,6 +6,7 @@ The same object serves scripts (typed pandas DataFrames, the CONTRACT JSON docum
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -70,18 +71,25 @@ class Analysis:
     # ------------------------------------------------------------------------------------------
     def _link_auth(self) -> dict[tuple[int, int, str], str]:
         by_frame: dict[int, str] = {}
+        # per (src, dst): session steps in time order, their times, and the running maximum of their
+        # ends, so "the first step that was under way at time t" is two bisections, not a scan
+        by_pair: dict[tuple[str, str], tuple[list[str], list[float], list[float]]] = {}
         for s in self.step_list:
             if s.session:
                 by_frame.setdefault(s.frame, s.session)
+                sids, times, ends = by_pair.setdefault((s.src, s.dst), ([], [], []))
+                sids.append(s.session)
+                times.append(s.time)
+                ends.append(max(ends[-1], s.end + 1e-6) if ends else s.end + 1e-6)
         out: dict[tuple[int, int, str], str] = {}
         for a in self.auth_list:
             sid = by_frame.get(a.frame)
-            if sid is None:
+            if sid is None and (a.dst, a.src) in by_pair:
                 # responses (challenges, replies) belong to the step whose answer they are
-                for s in self.step_list:
-                    if s.session and s.src == a.dst and s.dst == a.src and s.time <= a.time <= s.end + 1e-6:
-                        sid = s.session
-                        break
+                sids, times, ends = by_pair[(a.dst, a.src)]
+                first = bisect.bisect_left(ends, a.time)
+                if first < bisect.bisect_right(times, a.time):
+                    sid = sids[first]
             if sid:
                 out[(a.frame, id(a), a.message)] = sid
         return out

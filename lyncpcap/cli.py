@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except USAGE_ERRORS as exc:
         if type(exc).__name__ != "NoArgsIsHelpError":  # the help was printed already
-            exc.show()
+            exc.show()  # type: ignore[attr-defined]
         sys.exit(EXIT_INPUT)
     except EXITS as exc:
-        sys.exit(exc.exit_code)
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
     except BrokenPipeError:
         sys.exit(EXIT_OK)
     except OSError as exc:

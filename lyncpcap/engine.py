@@ -7,6 +7,7 @@ number of sign-in steps rather than the capture size.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +28,7 @@ from lyncpcap.read.archive import Archive
 from lyncpcap.read.capture import Capture, Record
 from lyncpcap.read.pdu import LINKTYPE_WIRESHARK_UPPER_PDU, PORT_TCP, PORT_UDP, parse_exported_pdu
 from lyncpcap.read.tshark import (
+    TLS13_SERVER,
     TLS_KEY_LOG_SECRETS,
     ExportRun,
     KeyLog,
@@ -154,15 +156,19 @@ class _FramedSink:
 
 
 class _TlsSink:
+    """An opaque TLS connection: its hellos and clear-text alerts, until application data follows
+    (then `done`, so the flows layer drops the rest).  Certificates are not decoded: the record has
+    no place for them, and decoding them was most of the cost of a TLS-heavy capture."""
+
     def __init__(self, record: TlsConnection) -> None:
         self.record = record
-        self.inspector = tls.TlsStreamInspector()
+        self.inspector = tls.TlsStreamInspector(certificates=False)
         self.done = False
 
     def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
         self.inspector.feed(direction, data)
         self._update()
-        if self.inspector.saw_application_data:
+        if self.record.application_data:
             self.done = True
 
     def on_gap(self, direction: int, size: int, ts: float, frame: int) -> None:
@@ -308,9 +314,8 @@ class _Resumed:
         return self.cap.position
 
     def __iter__(self) -> Iterator[Record]:
-        if self.first is not None:
-            yield self.first
-        yield from self.rest
+        # itertools.chain: no Python frame per packet on the hot path
+        return itertools.chain(() if self.first is None else (self.first,), self.rest)
 
 
 class _ExportedFrames:
@@ -416,36 +421,48 @@ class _TlsDecryption:
             for t in carrying:
                 t.reason = "no keys: pass --keylog (SSLKEYLOGFILE) or --rsa-key, or capture with embedded secrets"
             return []
-        output, problem = self.run.wait()
-        warnings = [problem] if problem else []
         known = [
             KnownConnection(t.conn, t.client, t.client_port, t.server, t.server_port, t.first_frame, t.time)
             for t in engine.tls
         ]
         streams = PduStreams(engine.tcp_selector, known=known, next_index=next_index)
         damaged = 0
-        if output is not None:
-            with open_capture(output) as pdus:
-                for frame, ts, linktype, data, _wirelen in pdus:
-                    if linktype != LINKTYPE_WIRESHARK_UPPER_PDU:
-                        continue
-                    try:
-                        pdu = parse_exported_pdu(data)
-                    except MalformedError:
-                        damaged += 1
-                        continue
-                    if (pdu.port_type not in (PORT_TCP, None) or pdu.src is None or pdu.dst is None
-                            or pdu.src_port is None or pdu.dst_port is None):
-                        continue
-                    streams.tcp(pdu.orig_frame or frame, ts, pdu.src, pdu.src_port, pdu.dst, pdu.dst_port,
-                                pdu.payload, transport="tls")
+        exported = 0
+        # tshark may still be writing: its records are decoded as they come
+        for frame, ts, linktype, data in self.run.frames():
+            if linktype != LINKTYPE_WIRESHARK_UPPER_PDU:
+                continue
+            exported += 1
+            try:
+                pdu = parse_exported_pdu(data)
+            except MalformedError:
+                damaged += 1
+                continue
+            if (pdu.port_type not in (PORT_TCP, None) or pdu.src is None or pdu.dst is None
+                    or pdu.src_port is None or pdu.dst_port is None):
+                continue
+            streams.tcp(pdu.orig_frame or frame, ts, pdu.src, pdu.src_port, pdu.dst, pdu.dst_port,
+                        pdu.payload, transport="tls")
+        problem = self.run.wait()
+        warnings = [problem] if problem else []
         streams.finish()
         if damaged:
             warnings.append(f"{damaged} decrypted records from tshark could not be read")
         for t in engine.tls:
             if t.conn in streams.streams_seen:
                 t.decrypted = True
-        self._explain([t for t in carrying if not t.decrypted], secrets, problem if output is None else None)
+        self._explain([t for t in carrying if not t.decrypted], secrets, problem if not exported else None)
+        half = [t for t in carrying if t.decrypted and _tls13(t) and t.client_random]
+        if half:
+            keylog = KeyLog.load(self.keylog, secrets)
+            for t in half:
+                missing = keylog.missing(t.client_random or "", tls13=True)
+                if len(missing) == 1:
+                    side = "server's" if missing[0] == TLS13_SERVER else "client's"
+                    warnings.append(
+                        f"TLS connection {t.client}:{t.client_port} → {t.server}:{t.server_port} is decrypted in one "
+                        f"direction only: the key log has no {missing[0]}, so the {side} messages stay unread"
+                    )
         return warnings
 
     def _explain(self, undecrypted: list[TlsConnection], secrets: Sequence[tuple[int, bytes]], problem: str | None) -> None:
@@ -464,7 +481,7 @@ class _TlsDecryption:
                 if h.frame >= t.first_frame and (hello is None or h.frame < hello.frame):
                     hello = h
             if hello is not None:
-                t.cipher = suite_text(hello.cipher_suite)
+                t.cipher = suite_text(hello)
             t.reason = undecrypted_reason(
                 client_random=t.client_random,
                 version=t.version,
@@ -577,12 +594,15 @@ def analyse_archive(path: str | Path, archive: Archive) -> CaptureResult:
     """Run the exchanges of a SAZ or HAR archive through the same HTTP classifier as packets."""
     engine = Engine()
     states: dict[str, ConnState] = {}
+    counts: Counter[str] = Counter()
     for ax in sorted(archive.exchanges, key=lambda a: (a.exchange.request.first_ts, a.number)):
         state = states.get(ax.connection)
         if state is None:
             transport = "tls" if ax.scheme == "https" else "tcp"
             ep = Endpoints(ax.client, ax.client, ax.server, ax.client_port, ax.server_port, len(states), transport)
             state = states[ax.connection] = ConnState(endpoints=ep, scheme=ax.scheme)
+        ax.exchange.index = counts[ax.connection]  # position on its connection, as on the wire
+        counts[ax.connection] += 1
         engine.http.on_exchange(state, ax.exchange)
     engine.finish()
     stats: Counter[str] = Counter(exchanges=len(archive.exchanges), entries=archive.entries)

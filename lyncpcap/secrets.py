@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,33 @@ class Secret:
 
     def __format__(self, spec: str) -> str:
         return format(self.redacted(), spec)
+
+
+#: Query parameters of sign-in URLs that carry no credentials and help a reader (discovery hints,
+#: WS-Federation routing).  Every other parameter value is redacted like any other secret: a query
+#: string is where passwords (`?password=`), tokens and conference keys (`?xml=`) travel.
+HARMLESS_QUERY_PARAMETERS: frozenset[str] = frozenset(
+    {"sipuri", "originalDomain", "wa", "wtrealm", "wct", "wctx", "wreply", "legacy", "ReturnUrl", "ts"}
+)
+
+
+def redact_url(url: str | None, reveal: bool = False) -> str | None:
+    """The URL with query values redacted (`«redacted sha256:…»` of the decoded value) unless they
+    are known harmless; harmless parameters keep their exact text.  Every output goes through this."""
+    if url is None or reveal or "?" not in url:
+        return url
+    base, _, query = url.partition("?")
+    query, hash_mark, fragment = query.partition("#")
+    parts = []
+    for pair in query.split("&"):
+        raw_name, equals, raw_value = pair.partition("=")
+        name = unquote_plus(raw_name)
+        value = unquote_plus(raw_value)
+        if not equals or not value or name in HARMLESS_QUERY_PARAMETERS or value.startswith("«redacted"):
+            parts.append(pair)
+        else:
+            parts.append(f"{raw_name}={Secret('query', value).redacted()}")
+    return f"{base}?{'&'.join(parts)}{hash_mark}{fragment}"
 
 
 def render(value: Any, reveal: bool = False) -> Any:

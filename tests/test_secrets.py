@@ -12,16 +12,16 @@ import csv
 import html
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from conftest import sample_captures, truth_path
 from truth import load
+from typer.testing import CliRunner
 
 import lyncpcap
+from lyncpcap.cli import app
 from lyncpcap.report import frames
 
 CAPTURES = [c for c in sample_captures() if load(truth_path(c))["secrets"]]
@@ -36,10 +36,14 @@ def variants(secret: str) -> set[str]:
     return {v for v in out if len(v) >= 4}
 
 
+RUNNER = CliRunner()
+
+
 def cli(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "lyncpcap", *args], capture_output=True, text=True, timeout=300)
-    assert result.returncode in (0, 3), result.stderr
-    return result.stdout + result.stderr
+    """The command line, in-process (the same code path as the console script, without the start-up)."""
+    result = RUNNER.invoke(app, list(args))
+    assert result.exit_code in (0, 3), (result.output, result.exception)
+    return result.output
 
 
 def render_all(capture: Path, tmp: Path, reveal: bool) -> dict[str, str]:

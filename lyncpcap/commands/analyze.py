@@ -13,6 +13,7 @@ from lyncpcap.commands.common import (
     OutputOption,
     QuietOption,
     RevealOption,
+    RsaKeyOption,
     choice,
     note,
     run_analysis,
@@ -38,9 +39,17 @@ HELP = """Analyse the sign-ins in one or more captures (read together, as one an
 
 The default [bold]table[/bold] view shows what was read, the per-client protocol summary, the sessions with outcome and failure reason, and the findings.  With [bold]--format csv[/bold] and an --output folder (an existing folder, a path ending in /, or one without a suffix) five tables are written: sessions, steps, auth, clients and findings.  Without --format, the --output suffix (.json .jsonl .csv .md .html .txt) chooses it.
 
+Inputs are recognised by their content: pcap and pcapng (gzip'd or not; Wireshark exported-PDU files too), Fiddler [bold].saz[/bold] and browser [bold].har[/bold] archives.  TLS is decrypted by tshark (apt-get install tshark) with --keylog, with secrets embedded in a pcapng (used automatically), or with --rsa-key for RSA key exchange; a connection that stays encrypted is listed with the reason, and no step is inferred from it.
+
 [bold]Examples[/bold]
 
   lyncpcap analyze signin.pcapng
+
+  lyncpcap analyze signin.pcapng --keylog sslkeys.log
+
+  lyncpcap analyze frontend.pcapng --rsa-key fe01.pem@10.0.0.21:443
+
+  lyncpcap analyze fiddler.saz browser.har
 
   lyncpcap analyze signin.pcapng --format html --output report.html
 
@@ -63,9 +72,10 @@ def resolve_format(fmt: str | None, output: Path | None) -> str:
 @app.command("analyze", help=HELP, no_args_is_help=True)
 def analyze_command(
     captures: Annotated[
-        list[Path], typer.Argument(metavar="CAPTURE", help="pcap / pcapng files, gzip'd or not", show_default=False)
+        list[Path], typer.Argument(metavar="CAPTURE", help="pcap / pcapng files (gzip'd or not), SAZ or HAR archives", show_default=False)
     ],
     keylog: KeylogOption = None,
+    rsa_key: RsaKeyOption = None,
     fmt: Annotated[
         str | None,
         typer.Option("--format", "-f", metavar="|".join(FORMATS), callback=choice("--format", FORMATS),
@@ -78,7 +88,7 @@ def analyze_command(
     chosen = resolve_format(fmt, output)
     if chosen == "csv" and output is not None and _is_folder(output) and output.exists() and not output.is_dir():
         raise UsageProblem(f"--output {output}: not a folder")
-    analysis = run_analysis(captures, keylog, quiet)
+    analysis = run_analysis(captures, keylog, quiet, rsa_key)
     reveal = reveal_secrets
     if chosen == "table":
         from lyncpcap.report import table

@@ -48,7 +48,7 @@ COMBINED: tuple[str, ...] = ("sessions", "steps", "clients", "findings")
 
 HELP = """Analyse every capture in folders (recursively) and files, in parallel, into one report folder.
 
-Each capture gets NAME.html and NAME.json; combined sessions, steps, clients and findings tables (CSV and Parquet, with a capture column) and an index.html link them all.  A capture that cannot be read is listed with its error and the batch goes on; the exit status is 0 when at least one capture was analysed, 2 when none could be.  Files are taken when their content is pcap, pcapng or gzip, or their name ends in .pcap, .pcapng or .cap.  Without --keylog, a NAME.keylog next to a capture is used for it.
+Each capture gets NAME.html and NAME.json; combined sessions, steps, clients and findings tables (CSV and Parquet, with a capture column) and an index.html link them all.  A capture that cannot be read is listed with its error and the batch goes on; the exit status is 0 when at least one capture was analysed, 2 when none could be.  Files are taken when their content is pcap, pcapng or gzip, or their name ends in .pcap, .pcapng, .cap, .saz or .har.  Without --keylog, a NAME.keylog next to a capture is used for it.
 
 [bold]Examples[/bold]
 

@@ -31,11 +31,18 @@ from lyncpcap.model import Session
 
 if TYPE_CHECKING:
     from lyncpcap.analysis import Analysis
+    from lyncpcap.read.tshark import RsaKey
 
 KeylogOption = Annotated[
     Path | None,
     typer.Option("--keylog", metavar="FILE", show_default=False,
                  help="TLS key log (SSLKEYLOGFILE format) to decrypt HTTPS in the capture(s)"),
+]
+RsaKeyOption = Annotated[
+    list[str] | None,
+    typer.Option("--rsa-key", metavar="FILE[@ADDRESS[:PORT]]", show_default=False,
+                 help="a server's RSA private key (PEM) to decrypt TLS that used RSA key exchange; repeatable; "
+                      "@ADDRESS[:PORT] (IPv6 in brackets) ties it to one server"),
 ]
 RevealOption = Annotated[
     bool,
@@ -165,13 +172,32 @@ def count_progress(total: int, what: str, quiet: bool, console: Console = err) -
         yield lambda: bar.advance(task)
 
 
-def run_analysis(captures: Sequence[Path], keylog: Path | None, quiet: bool) -> Analysis:
+def checked_rsa_keys(specs: Sequence[str] | None) -> list[RsaKey]:
+    """The --rsa-key values, or a usage error (exit 2) naming the one that cannot be used."""
+    from lyncpcap.read.tshark import RsaKey
+
+    keys = []
+    for spec in specs or ():
+        try:
+            key = RsaKey.parse(spec)
+        except ValueError as exc:
+            raise UsageProblem(f"--rsa-key {exc}") from None
+        if not key.path.is_file():
+            raise UsageProblem(f"--rsa-key {spec}: no such file {key.path}")
+        keys.append(key)
+    return keys
+
+
+def run_analysis(
+    captures: Sequence[Path], keylog: Path | None, quiet: bool, rsa_keys: Sequence[str] | None = None
+) -> Analysis:
     """Analyse `captures` together, with a progress bar on a terminal."""
     from lyncpcap.analysis import analyze
 
     keylog = checked_keylog(keylog)
+    keys = checked_rsa_keys(rsa_keys)
     with byte_progress(captures, quiet) as progress:
-        return analyze(list(captures), keylog=keylog, progress=progress)
+        return analyze(list(captures), keylog=keylog, rsa_keys=keys, progress=progress)
 
 
 def pick_sessions(analysis: Analysis, sid: str | None) -> list[Session]:
@@ -185,15 +211,20 @@ def pick_sessions(analysis: Analysis, sid: str | None) -> list[Session]:
     raise UsageProblem(f"--session {sid}: no such session (sessions: {known})")
 
 
-def one_session(analysis: Analysis, sid: str | None, what: str) -> Session:
-    """Exactly one session: `sid`, or the only one there is."""
+def one_session(analysis: Analysis, sid: str | None, what: str, quiet: bool = False) -> Session:
+    """One session: `sid`; else the only one, or the first that failed (the one a ticket is about),
+    or the first — saying on stderr which one was taken and what else there is."""
     chosen = pick_sessions(analysis, sid)
+    if not chosen:
+        raise UsageProblem(f"no sign-in sessions in the capture to draw a {what}")
     if len(chosen) == 1:
         return chosen[0]
-    if not chosen:
-        raise UsageProblem(f"no sign-in sessions in the capture to draw {what} of")
-    ids = ", ".join(s.id for s in chosen)
-    raise UsageProblem(f"{what} shows one session; choose one with --session (sessions: {ids})")
+    failed = [s for s in chosen if s.outcome == "failure"]
+    pick = failed[0] if failed else chosen[0]
+    why = "the first that failed" if failed else "the first"
+    others = ", ".join(s.id for s in chosen if s is not pick)
+    note(f"{what} of {pick.id}, {why} of the sessions; for {others} use --session", quiet)
+    return pick
 
 
 def write_output(data: str | bytes, output: Path | None) -> None:

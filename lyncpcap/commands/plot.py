@@ -26,7 +26,7 @@ ALIGNS: tuple[str, ...] = ("auto", "start", "clock")
 
 HELP = """Draw the timeline of every session in the capture(s): a row per session, its steps as coloured bars, a cross where it failed.  The --output suffix chooses PNG, SVG or PDF.
 
-With --session ID the picture is that session's own timeline, or with --kind ladder its ladder diagram (client, reverse proxy, front end, AD FS, KDC as lanes).  --align start lines sessions up at their first step; clock keeps real time; auto picks start when the sessions are short against the time the capture spans.
+With --session ID the picture is that session's own timeline.  --kind ladder draws a session's ladder diagram (client, reverse proxy, front end, AD FS, KDC as lanes): the --session, or else the first failed one.  --align start lines sessions up at their first step; clock keeps real time; auto picks start when the sessions are short against the time the capture spans.
 
 [bold]Examples[/bold]
 
@@ -71,9 +71,9 @@ def plot_command(
     if kind == "ladder":
         from lyncpcap.report import ladder
 
-        fig = ladder.figure(one_session(analysis, session, "a ladder diagram"), reveal_secrets)
+        fig = ladder.figure(one_session(analysis, session, "ladder diagram", quiet), reveal_secrets)
     elif session is not None:
-        fig = plots.session_figure(one_session(analysis, session, "a session timeline"), reveal_secrets)
+        fig = plots.session_figure(one_session(analysis, session, "timeline", quiet), reveal_secrets)
     else:
         title = analysis.captures[0].path if len(analysis.captures) == 1 else f"{len(analysis.captures)} captures"
         fig = plots.capture_figure(analysis.session_list, align=cast(Literal["auto", "start", "clock"], align),

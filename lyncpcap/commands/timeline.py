@@ -27,7 +27,7 @@ FORMATS: tuple[str, ...] = ("table", "markdown", "mermaid", "json", "csv")
 
 HELP = """Show a session's steps: time from the session start, duration, status and protocol, with the failing step in red, its reason and the server's diagnostic verbatim.
 
-Without --session every session is shown, one after another.  [bold]mermaid[/bold] prints a Mermaid sequenceDiagram of one session (pick it with --session when there are several); [bold]markdown[/bold] gives each session's table with its diagram, ready for a ticket.
+Without --session every session is shown, one after another.  [bold]mermaid[/bold] prints a Mermaid sequenceDiagram of one session: --session picks it, otherwise the first failed one; [bold]markdown[/bold] gives each session's table with its diagram, ready for a ticket.
 
 [bold]Examples[/bold]
 
@@ -58,7 +58,8 @@ def timeline_command(
     if fmt == "mermaid":
         from lyncpcap.report import mermaid
 
-        write_output(mermaid.sequence_diagram(one_session(analysis, session, "a Mermaid diagram"), reveal), output)
+        chosen_one = one_session(analysis, session, "Mermaid diagram", quiet)
+        write_output(mermaid.sequence_diagram(chosen_one, reveal), output)
         return
     chosen = pick_sessions(analysis, session)
     if fmt == "table":

@@ -3,18 +3,20 @@ hand UDP datagrams on chosen ports to a handler.
 
 This is the hot path of the tool.  A packet of an ignored connection (Ethernet/IPv4/TCP) costs one
 struct unpack, one slice and one dict lookup keyed by its raw address and port bytes; addresses
-become text only for connections offered to the selector and for UDP datagrams handed out.
+become text only for connections offered to the selector and for UDP datagrams handed out.  When
+`run` is given a `Capture`, those checks happen inside the reader's loop (`Capture.scan` with a
+`Prefilter`), so such packets are never even turned into objects.
 """
 
 from __future__ import annotations
 
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from lyncpcap.read.capture import Capture
+from lyncpcap.read.capture import Capture, Prefilter, Record
 from lyncpcap.read.layers import SKIP_REASONS, Decoder, address_text
 
 __all__ = [
@@ -428,7 +430,7 @@ class Dispatcher:
         self.decoder = Decoder(self._counts)
         self._selector = tcp_selector
         self._udp_handler = udp_handler
-        self.feed, self._sync, self._finish = self._engine()
+        self.feed, self._sync, self._finish, self._prefilter = self._engine()
         self._finished = False
 
     @property
@@ -477,24 +479,35 @@ class Dispatcher:
             self._finished = True
             self._finish()
 
-    def run(self, capture: Capture, progress: Callable[[int], None] | None = None) -> None:
-        """Feed every frame of `capture`, then finish(); progress(capture.position) every 65536 frames."""
+    def run(self, capture: Capture | Iterable[Record], progress: Callable[[int], None] | None = None) -> None:
+        """Feed every frame of `capture`, then finish(); progress(capture.position) every 65536 frames.
+
+        A `Capture` is scanned with a prefilter (what `feed` would drop at once is dropped by the
+        reader); any other iterable of records is fed record by record."""
         feed = self.feed
-        if progress is None:
+        if isinstance(capture, Capture):
+            cap = capture
+            capture.scan(feed, self._prefilter(None if progress is None else lambda: progress(cap.position)))
+        elif progress is None:
             for frame, ts, linktype, data, wirelen in capture:
                 feed(frame, ts, linktype, data, wirelen)
         else:
             for n, (frame, ts, linktype, data, wirelen) in enumerate(capture, 1):
                 feed(frame, ts, linktype, data, wirelen)
                 if not n & 0xFFFF:
-                    progress(capture.position)
+                    progress(getattr(capture, "position", 0))
         self.finish()
         if progress is not None:
-            progress(capture.position)
+            progress(getattr(capture, "position", 0))
 
     def _engine(
         self,
-    ) -> tuple[Callable[[int, float, int, bytes, int], None], Callable[[], None], Callable[[], None]]:
+    ) -> tuple[
+        Callable[[int, float, int, bytes, int], None],
+        Callable[[], None],
+        Callable[[], None],
+        Callable[[Callable[[], None] | None], Prefilter],
+    ]:
         """Build feed() as a closure: its state lives in cells, which is faster than attributes."""
         counts = self._counts
         decoder = self.decoder
@@ -513,6 +526,9 @@ class Dispatcher:
         gen = 1
         genfloor = gen << _GEN_SHIFT
         sweep_ts: float | None = None
+        # set when a reader drops packets for feed (Capture.scan): it then counts them and calls
+        # housekeeping itself, at the same packets as feed would
+        pre: Prefilter | None = None
 
         def housekeeping(ts: float) -> None:
             nonlocal gen, genfloor, sweep_ts
@@ -660,7 +676,7 @@ class Dispatcher:
             nonlocal n_packets, n_bytes, n_fast, n_fast_udp, n_ipv4, n_ipv6
             n_packets += 1
             n_bytes += wirelen
-            if not n_packets & housekeeping_mask:
+            if not n_packets & housekeeping_mask and pre is None:
                 housekeeping(ts)
             if linktype == 1 and len(data) >= 54:
                 # Fast path: untagged Ethernet, IPv4 without options, not a fragment.
@@ -700,14 +716,29 @@ class Dispatcher:
                 counts["ip.other_protocols"] += 1
 
         def sync() -> None:
-            counts["packets"] = n_packets
-            counts["bytes"] = n_bytes
-            counts["ipv4"] = n_ipv4 + n_fast + n_fast_udp
+            dropped_udp, dropped_tcp, dropped_bytes = (pre.udp, pre.tcp, pre.bytes) if pre is not None else (0, 0, 0)
+            counts["packets"] = n_packets + dropped_udp + dropped_tcp
+            counts["bytes"] = n_bytes + dropped_bytes
+            counts["ipv4"] = n_ipv4 + n_fast + n_fast_udp + dropped_udp + dropped_tcp
             counts["ipv6"] = n_ipv6
-            counts["tcp"] = n_tcp + n_fast
-            counts["udp"] = n_udp + n_fast_udp
+            counts["tcp"] = n_tcp + n_fast + dropped_tcp
+            counts["udp"] = n_udp + n_fast_udp + dropped_udp
             counts["tcp.connections"] = n_conn
             counts["tcp.table_entries"] = len(table)  # two per connection being tracked
+
+        def prefilter(on_tick: Callable[[], None] | None) -> Prefilter:
+            """What a reader may drop for feed: the packets feed's own fast path would drop."""
+            nonlocal pre
+
+            def tick(ts: float) -> None:
+                housekeeping(ts)
+                made.tcp_floor = genfloor
+                if on_tick is not None:
+                    on_tick()
+
+            made = Prefilter(udp_ports, table, genfloor, tick, HOUSEKEEPING_EVERY)  # type: ignore[arg-type]
+            pre = made
+            return made
 
         def finish() -> None:
             flows = {id(v): v for v in table.values() if isinstance(v, _Flow)}
@@ -716,4 +747,4 @@ class Dispatcher:
             table.clear()
             decoder.finish()
 
-        return feed, sync, finish
+        return feed, sync, finish, prefilter

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lyncpcap.lab.scenarios import CATALOGUE, Spec
+from lyncpcap.lab.scenarios import ARCHIVE_FORMATS, CATALOGUE, Spec
 from lyncpcap.lab.world import Capture
 
 
 def build_one(spec: Spec, outdir: Path, *, pki: object = None) -> list[Path]:
     cap = Capture(spec.name, spec.description, seed=spec.seed, start=spec.start, link=spec.link, tls=spec.tls, pki=pki)
     spec.build(cap)
+    if spec.fmt in ARCHIVE_FORMATS:
+        from lyncpcap.lab.archives import write_archive
+
+        return write_archive(cap, outdir, spec.fmt, client=spec.client, archive_of=spec.archive_of)
     return cap.write(
         outdir,
         fmt=spec.fmt,

@@ -731,6 +731,10 @@ class Spec:
     embed_keys: bool = False
     twin_of: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: fmt "saz"/"har": the web exchanges of `archive_of`'s scenario run, as that archive
+    archive_of: str | None = None
+    #: only this client's exchanges (a HAR is saved in one browser)
+    client: str | None = None
 
 
 CATALOGUE: tuple[Spec, ...] = (
@@ -797,4 +801,29 @@ CATALOGUE: tuple[Spec, ...] = (
     Spec("08-ucwa-mobile-oauth-tls", ucwa_mobile_oauth,
          "TLS twin of 08 (real TLS 1.2, keys embedded in the pcapng as a Decryption Secrets Block)",
          108, t0(20, 11, 30), tls=True, embed_keys=True, twin_of="08-ucwa-mobile-oauth"),
+    # The web-only scenarios as the archives support engineers are sent (same scenario runs)
+    Spec("05-lwa-domain-user-soap-saz", lwa_domain_user_soap,
+         "05 as a Fiddler SAZ: Fiddler as the browser's HTTPS-decrypting proxy (web exchanges only)",
+         105, t0(20, 10, 0), fmt="saz", archive_of="05-lwa-domain-user-soap"),
+    Spec("05-lwa-domain-user-soap-har", lwa_domain_user_soap,
+         "05 as a HAR saved from the browser's developer tools (web exchanges only)",
+         105, t0(20, 10, 0), fmt="har", archive_of="05-lwa-domain-user-soap"),
+    Spec("06-lwa-guests-anonymous-saz", lwa_guests,
+         "06 as one Fiddler SAZ: both guests' browsers used the same Fiddler proxy",
+         106, t0(20, 10, 30), fmt="saz", archive_of="06-lwa-guests-anonymous"),
+    Spec("06-lwa-guests-anonymous-guest1-har", lwa_guests,
+         "06 as a HAR saved in the first guest's browser (its web exchanges only)",
+         106, t0(20, 10, 30), fmt="har", archive_of="06-lwa-guests-anonymous", client="198.51.100.140"),
+    Spec("06-lwa-guests-anonymous-guest2-har", lwa_guests,
+         "06 as a HAR saved in the second guest's browser (its web exchanges only)",
+         106, t0(20, 10, 30), fmt="har", archive_of="06-lwa-guests-anonymous", client="198.51.100.141"),
+    Spec("08-ucwa-mobile-oauth-saz", ucwa_mobile_oauth,
+         "08 as a Fiddler SAZ: the phone used Fiddler as its HTTPS-decrypting proxy (web exchanges only)",
+         108, t0(20, 11, 30), fmt="saz", archive_of="08-ucwa-mobile-oauth"),
+    Spec("08-ucwa-mobile-oauth-har", ucwa_mobile_oauth,
+         "08 as a HAR exported from the proxy that decrypted the phone's HTTPS (web exchanges only)",
+         108, t0(20, 11, 30), fmt="har", archive_of="08-ucwa-mobile-oauth"),
 )
+
+#: Spec.fmt values that write an HTTP archive instead of a capture
+ARCHIVE_FORMATS = ("saz", "har")

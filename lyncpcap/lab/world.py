@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lyncpcap.lab import dnsmsg, krb5, lync
-from lyncpcap.lab.netsim import Host, Network
+from lyncpcap.lab.netsim import Host, Network, TcpConn
 from lyncpcap.lab.ntlmmsg import NtlmClient, challenge
 
 DOMAIN = "contoso.com"
@@ -56,6 +56,26 @@ class TruthSession:
         }
 
 
+@dataclass
+class WebExchange:
+    """One web request/response as an HTTP proxy (Fiddler) or a browser (HAR) would record it:
+    the bytes on the connection and when they went (seconds since the epoch)."""
+
+    truth: TruthSession
+    client: str
+    client_port: int
+    server: str
+    server_port: int
+    connection: int  # netsim connection index: exchanges with the same one shared a connection
+    request: bytes
+    response: bytes
+    begin: float  # the client starts sending the request
+    sent: float  # the last request byte left
+    answered: float  # the first response byte arrived
+    done: float  # the last response byte arrived
+    new_connection: bool  # the request opened its connection (connect/TLS time belongs to it)
+
+
 class Capture:
     """One sample capture under construction, with its truth."""
 
@@ -82,6 +102,7 @@ class Capture:
         self.secrets: list[str] = []
         self.findings: list[str] = []
         self.notes: list[str] = []
+        self.web: list[WebExchange] = []  # every Client.http exchange, for the SAZ/HAR writers
 
     @property
     def now(self) -> float:
@@ -331,20 +352,47 @@ class Client:
         gap: float = 0.0,
         record: bool = True,
     ) -> Conn:
+        _, dst_host, dst_port = self._server(server)
+        opened = new or (dst_host.name, dst_port) not in self.conns
         c = self.conn(server, new=new, sni=host_header)
         hs = list(headers or [])
         if self.via_rp is not None and self.public_ip:
             hs.append(("X-Forwarded-For", self.public_ip))
         req = lync.request(method, target, host_header, hs, body, user_agent=self.ua, content_type=content_type)
+        begin = self.cap.now + gap
         c.send(req, gap=gap)
+        sent = self.cap.now
         t = self.think(*think)
         answer = response(self.cap.now + t)
         c.reply(answer, think=t)
+        self._log(c, req, answer, begin, sent, sent + t, opened)
         if record:
             status = int(answer.split(b" ", 2)[1])
             self.truth.record(step, method, status, path=target.split("?", 1)[0], host=host_header)
         self.cap.net.advance(self.think(0.001, 0.01))
         return c
+
+    def _log(self, c: Conn, request: bytes, answer: bytes, begin: float, sent: float, answered: float, opened: bool) -> None:
+        tcp: object = getattr(c, "tcp", c)  # a TlsConn runs over its TcpConn
+        assert isinstance(tcp, TcpConn)
+        fam = tcp.family
+        self.cap.web.append(
+            WebExchange(
+                truth=self.truth,
+                client=(tcp.client.ipv6 if fam == 6 else tcp.client.ipv4) or "",
+                client_port=tcp.client_port,
+                server=(tcp.server.ipv6 if fam == 6 else tcp.server.ipv4) or "",
+                server_port=tcp.server_port,
+                connection=tcp.index,
+                request=request,
+                response=answer,
+                begin=begin,
+                sent=sent,
+                answered=min(max(answered, sent), self.cap.now),
+                done=self.cap.now,
+                new_connection=opened,
+            )
+        )
 
     # -- NTLM over HTTP (three legs on one connection) -----------------------------------------
     def ntlm_http(

@@ -6,11 +6,15 @@ links send the client to another pool; `SipClient*Access` tell where SIP goes ne
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 
 from lyncpcap.errors import MalformedError
 from lyncpcap.protocols import xmlsafe
+
+#: distinct bodies whose parse results are kept
+_RECENT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,14 @@ def parse(body: bytes, content_type: str | None = None) -> AutodiscoverInfo:
 
 
 def try_parse(body: bytes, content_type: str | None = None) -> AutodiscoverInfo | None:
+    """`parse`, or None for what is not such a document.  The same bodies come again and again
+    (every client of a pool fetches the same documents, NTLM sends a request body three times),
+    so the results for the latest 256 distinct bodies are kept (frozen records, only ever read)."""
+    return _try_parse(bytes(body), content_type)
+
+
+@functools.lru_cache(maxsize=_RECENT)
+def _try_parse(body: bytes, content_type: str | None = None) -> AutodiscoverInfo | None:
     if not body:
         return None
     try:

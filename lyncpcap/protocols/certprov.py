@@ -5,10 +5,14 @@ Errors come back inside `GetAndPublishCertResponse` as `ErrorInfo`, not as SOAP 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from lyncpcap.errors import MalformedError
 from lyncpcap.protocols import xmlsafe
+
+#: distinct bodies whose parse results are kept
+_RECENT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,14 @@ def parse(body: bytes) -> CertRequest | CertResponse | None:
 
 
 def try_parse(body: bytes) -> CertRequest | CertResponse | None:
+    """`parse`, or None for what is not such a document.  The same bodies come again and again
+    (every client of a pool fetches the same documents, NTLM sends a request body three times),
+    so the results for the latest 256 distinct bodies are kept (frozen records, only ever read)."""
+    return _try_parse(bytes(body))
+
+
+@functools.lru_cache(maxsize=_RECENT)
+def _try_parse(body: bytes) -> CertRequest | CertResponse | None:
     if not body or not xmlsafe.looks_like_xml(body):
         return None
     try:

@@ -47,21 +47,26 @@ METHODS: frozenset[bytes] = frozenset(
 class Headers:
     """Ordered header list with case-insensitive lookup (names keep their original spelling)."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
         self._items: list[tuple[str, str]] = items or []
+        self._index: dict[str, list[str]] | None = None  # lower-cased name -> values, made on first use
+
+    def _values(self, name: str) -> list[str] | None:
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for k, v in self._items:
+                index.setdefault(k.lower(), []).append(v)
+        return index.get(name.lower())
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        lname = name.lower()
-        for k, v in self._items:
-            if k.lower() == lname:
-                return v
-        return default
+        values = self._values(name)
+        return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
-        lname = name.lower()
-        return [v for k, v in self._items if k.lower() == lname]
+        return list(self._values(name) or ())
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None

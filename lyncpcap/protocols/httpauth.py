@@ -31,28 +31,33 @@ def _unquote(v: str) -> str:
 
 
 def _split_params(text: str) -> list[str]:
-    parts: list[str] = []
-    cur: list[str] = []
-    quoted = False
-    escape = False
-    for ch in text:
-        if escape:
-            cur.append(ch)
-            escape = False
-            continue
-        if ch == "\\" and quoted:
-            cur.append(ch)
-            escape = True
-            continue
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            parts.append("".join(cur))
-            cur = []
-            continue
-        cur.append(ch)
-    if cur:
-        parts.append("".join(cur))
+    """Split at commas outside quoted strings (inside quotes a backslash escapes the next
+    character).  Jumps from quote to comma with str.find: a SIP gssapi-data value is kilobytes long."""
+    if '"' not in text:
+        parts = text.split(",")
+    else:
+        parts = []
+        start = i = 0
+        n = len(text)
+        while i < n:
+            comma = text.find(",", i)
+            quote = text.find('"', i)
+            if comma != -1 and (quote == -1 or comma < quote):
+                parts.append(text[start:comma])
+                start = i = comma + 1
+                continue
+            if quote == -1:
+                break
+            i = quote + 1  # inside a quoted string: to its closing quote, over escaped characters
+            while True:
+                end = text.find('"', i)
+                escape = text.find("\\", i, n if end == -1 else end)
+                if escape != -1:
+                    i = escape + 2
+                    continue
+                i = n if end == -1 else end + 1
+                break
+        parts.append(text[start:])
     return [p.strip() for p in parts if p.strip()]
 
 

@@ -6,6 +6,7 @@ WebTicketServiceWinNegotiate, …WinNtlm, …Auth, …Cert, …Anon, …Pin, WsF
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from lyncpcap.errors import MalformedError
@@ -25,6 +26,10 @@ PORT_METHODS: tuple[tuple[str, str], ...] = (
     ("Proof_SHA1", "web-ticket-proof"),
     ("Bearer", "web-ticket-bearer"),
 )
+
+
+#: distinct bodies whose parse results are kept
+_RECENT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,14 @@ def parse(body: bytes) -> MexInfo:
 
 
 def try_parse(body: bytes) -> MexInfo | None:
+    """`parse`, or None for what is not such a document.  The same bodies come again and again
+    (every client of a pool fetches the same documents, NTLM sends a request body three times),
+    so the results for the latest 256 distinct bodies are kept (frozen records, only ever read)."""
+    return _try_parse(bytes(body))
+
+
+@functools.lru_cache(maxsize=_RECENT)
+def _try_parse(body: bytes) -> MexInfo | None:
     if not body or not xmlsafe.looks_like_xml(body):
         return None
     try:

@@ -459,9 +459,14 @@ class TlsStreamInspector:
     direction is ignored from then on. Once a direction is encrypted (after its ChangeCipherSpec, or
     the server's after a TLS 1.3 ServerHello) only record headers are read: bodies are skipped, not
     buffered, so memory stays bounded by one record (plus one handshake message while in clear).
+
+    With `certificates=False` the X.509 certificates are not decoded (the chain is still split, so
+    `certificate_chain_length` is known): decoding them costs more than all the rest together, and
+    a caller that only needs hellos, alerts and whether data followed does not pay for it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, certificates: bool = True) -> None:
+        self.read_certificates = certificates
         self.client_hello: TlsHello | None = None
         self.server_hello: TlsServerHello | None = None
         self.hello_retry_request = False
@@ -615,7 +620,7 @@ class TlsStreamInspector:
                         self._dirs[SERVER].encrypted = True
             elif msg_type == CERTIFICATE:
                 chain = parse_certificate_message(body, tls13=self.tls13)
-                leaf = parse_certificate(chain[0]) if chain else None
+                leaf = parse_certificate(chain[0]) if chain and self.read_certificates else None
                 if direction == SERVER:
                     self.certificate = leaf
                     self.certificate_chain_length = len(chain)

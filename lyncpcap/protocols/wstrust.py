@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 
 from lyncpcap.errors import MalformedError
@@ -17,6 +18,10 @@ from lyncpcap.secrets import Secret
 PASSWORD_TEXT = "#PasswordText"
 CWT_TOKEN_TYPE = "urn:component:Microsoft.Rtc.WebAuthentication.2010:user-cwt-1"
 SIP_URI_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/uri"
+
+
+#: distinct bodies whose parse results are kept
+_RECENT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +178,14 @@ def parse(body: bytes) -> RequestSecurityToken | RequestSecurityTokenResponse | 
 
 
 def try_parse(body: bytes) -> RequestSecurityToken | RequestSecurityTokenResponse | SoapFault | None:
+    """`parse`, or None for what is not such a document.  The same bodies come again and again
+    (every client of a pool fetches the same documents, NTLM sends a request body three times),
+    so the results for the latest 256 distinct bodies are kept (frozen records, only ever read)."""
+    return _try_parse(bytes(body))
+
+
+@functools.lru_cache(maxsize=_RECENT)
+def _try_parse(body: bytes) -> RequestSecurityToken | RequestSecurityTokenResponse | SoapFault | None:
     if not body or not xmlsafe.looks_like_xml(body):
         return None
     try:

@@ -5,6 +5,8 @@ Lync SOAP/WSDL/Autodiscover documents are matched by local element names, since 
 
 from __future__ import annotations
 
+import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from xml.etree.ElementTree import Element
 
@@ -15,11 +17,28 @@ from lyncpcap.errors import MalformedError
 
 MAX_XML_BYTES = 2 * 1024 * 1024
 
+_DECLARED_ENCODING = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?\sencoding\s*=\s*[\"']([^\"']*)[\"']")
+#: Encodings in which "<!" can only be written as those two bytes.
+_ASCII_ENCODINGS = frozenset({b"utf-8", b"utf8", b"us-ascii", b"ascii", b"iso-8859-1", b"latin-1", b"latin1"})
+
+
+def _cannot_hold_a_dtd(data: bytes) -> bool:
+    """True when `data` has no "<!" in an ASCII-compatible encoding: then it has no DOCTYPE, so no
+    entity can be declared or fetched, and the standard (C) parser is exactly as safe as
+    defusedxml's, and several times faster.  Comments and CDATA also start with "<!": such
+    documents, like any in UTF-16 or another declared encoding, take the careful parser."""
+    if b"<!" in data or b"\x00" in data:
+        return False
+    declared = _DECLARED_ENCODING.match(data)
+    return declared is None or declared.group(1).lower() in _ASCII_ENCODINGS
+
 
 def parse(data: bytes) -> Element:
     if len(data) > MAX_XML_BYTES:
         raise MalformedError("XML document too large")
     try:
+        if _cannot_hold_a_dtd(data):
+            return ET.fromstring(data)
         return SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
         raise MalformedError(f"unsafe XML refused: {type(exc).__name__}") from exc

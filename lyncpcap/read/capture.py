@@ -4,6 +4,11 @@
 `Capture` that yields one tuple per frame.  Plain files are read through a sliding 8 MiB memory
 map, gzip files are inflated 1 MiB at a time, so memory does not grow with the file.  Damage at
 the end of a file becomes a warning, not an error.
+
+`Capture.scan` is the fast way through a file: it calls back per frame instead of yielding, and a
+`Prefilter` lets it count and drop, from one look at the record and packet headers, the frames the
+flows layer would drop anyway (media on uninteresting UDP ports, TCP segments of ignored
+connections), without building anything for them.
 """
 
 from __future__ import annotations
@@ -12,18 +17,22 @@ import mmap
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from lyncpcap.errors import CaptureError
 
-__all__ = ["Capture", "Record", "open_capture"]
+__all__ = ["Capture", "Feed", "Prefilter", "Record", "open_capture"]
 
 #: (frame number, timestamp in seconds since the epoch, link type, captured bytes, original length)
 Record = tuple[int, float, int, bytes, int]
+#: Receives what `Capture.scan` hands over: the fields of a Record, as arguments.
+Feed = Callable[[int, float, int, bytes, int], None]
 _Buffer = bytes | mmap.mmap
+#: A record reader: yields records (None once, at a pause); accepts (feed, prefilter) there.
+_Reader = Generator["Record | None", "tuple[Feed, Prefilter | None] | None", None]
 
 CHUNK = 1 << 20
 #: Plain files are read through a sliding memory map of this size (no copying into buffers).
@@ -126,6 +135,82 @@ class _Gunzip:
         self.raw.close()
 
 
+def _swap16(value: int) -> int:
+    return ((value & 0xFF) << 8) | (value >> 8)
+
+
+# Fields of the packet bytes that the prefilter looks at, right after the record header:
+# Ethernet type, IPv4 version/IHL, total length, flags/fragment offset, protocol, the two ports,
+# and the TCP flags (Ethernet, IPv4 without options).
+_PACKET_FIELDS = "12xHBxH2xHxB10xHH9xB"
+_PACKET_FIELDS_LEN = 48
+_ETH_IPV4 = 0x0800
+_IP_FRAGMENT = 0x3FFF  # more-fragments flag and fragment offset
+_TCP_FIN_SYN_RST = 0x07
+_LINK_ETHERNET = 1
+#: Shortest frame the prefilter judges (Ethernet + IPv4 + a TCP header), as the flows layer does.
+_MIN_JUDGED = 54
+
+
+class Prefilter:
+    """Frames `Capture.scan` may count and drop instead of handing them over.
+
+    Only untagged Ethernet frames holding a whole IPv4 packet without options are judged:
+      * UDP when neither port is in `udp_ports` (None: no UDP is dropped);
+      * TCP without SYN, FIN or RST whose 12-byte key (source address, destination address,
+        source port, destination port, as on the wire) maps in `tcp_entries` to an int at least
+        `tcp_floor` — the flows layer's mark of a connection it ignores.
+    What is dropped is counted in `udp`, `tcp` and `bytes` (original lengths).  Every `every`
+    packets (a power of two; dropped ones count), `tick(ts)` is called with that packet's time
+    before it is judged, and `tcp_floor` is read again after it.
+    """
+
+    __slots__ = ("bytes", "every", "tcp", "tcp_entries", "tcp_floor", "tick", "udp", "udp_ports")
+
+    def __init__(
+        self,
+        udp_ports: frozenset[int] | None,
+        tcp_entries: dict[bytes, object],
+        tcp_floor: int,
+        tick: Callable[[float], None],
+        every: int,
+    ) -> None:
+        if every < 1 or every & (every - 1):
+            raise ValueError("every must be a power of two")
+        self.udp_ports = udp_ports
+        self.tcp_entries = tcp_entries
+        self.tcp_floor = tcp_floor
+        self.tick = tick
+        self.every = every
+        self.udp = 0
+        self.tcp = 0
+        self.bytes = 0
+
+    def wire_ports(self, order: str) -> frozenset[int] | None:
+        """`udp_ports` as a struct of byte order `order` reads them from network-order bytes."""
+        if self.udp_ports is None or order == ">":
+            return self.udp_ports
+        return frozenset(_swap16(p) for p in self.udp_ports)
+
+
+def _prefilter_state(
+    pre: Prefilter | None,
+) -> tuple[int, dict[bytes, object], int, dict[str, tuple[int, int, frozenset[int] | None]]]:
+    """A reader's locals for `pre`: packet mask, TCP entries, floor, and per byte order the values
+    that Ethernet type IPv4, the fragment mask and the UDP ports have when read in that order."""
+    wire = {
+        order: (
+            _ETH_IPV4 if order == ">" else _swap16(_ETH_IPV4),
+            _IP_FRAGMENT if order == ">" else _swap16(_IP_FRAGMENT),
+            pre.wire_ports(order) if pre is not None else None,
+        )
+        for order in "<>"
+    }
+    if pre is None:
+        return 0, {}, 0, wire
+    return pre.every - 1, pre.tcp_entries, pre.tcp_floor, wire
+
+
 class Capture:
     """One capture file, read once, front to back.
 
@@ -160,6 +245,7 @@ class Capture:
         self._source = source  # what yields capture bytes (the raw file, or a gzip reader on it)
         self._head = head  # bytes already read from source during sniffing
         self._iterated = False
+        self._paused: _Reader | None = None  # a reader stopped in front of the first frame
         self._damage_reported = False
         self._mapped = not self.compressed  # plain files: map WINDOW bytes at a time
         self._base = 0  # file offset of the buffer being read (mapped mode)
@@ -187,12 +273,47 @@ class Capture:
     # -- reading -------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Record]:
+        if self._paused is not None:  # read_head() stopped in front of the first frame
+            records, self._paused = self._paused, None
+            return cast(Iterator[Record], records)  # past the pause, only records are yielded
+        self._start_reading()
+        if self.format == "pcap":
+            return self._pcap_records()
+        return cast(Iterator[Record], self._pcapng_records())  # no pause: only records
+
+    def scan(self, feed: Feed, prefilter: Prefilter | None = None) -> None:
+        """Read the whole file, calling `feed(frame, ts, linktype, data, wirelen)` for each frame that
+        iteration would yield, except those `prefilter` drops.  Frame numbers, warnings and the
+        handling of damage are those of iteration; exceptions from `feed` propagate."""
+        if self._paused is not None:
+            paused, self._paused = self._paused, None
+            try:
+                paused.send((feed, prefilter))  # the reader goes on in callback mode, to the end
+            except StopIteration:
+                return
+            raise RuntimeError("the capture reader yielded a record in callback mode")
+        self._start_reading()
+        records: Iterator[Record | None] = (
+            self._pcap_records(feed, prefilter) if self.format == "pcap" else self._pcapng_records(feed, prefilter)
+        )
+        for _ in records:  # with a feed, the reader yields nothing
+            pass
+
+    def read_head(self) -> None:
+        """Read what comes before the first frame — pcapng section, interface and decryption secrets
+        blocks — so that `linktypes` and `secrets` are known; iteration or `scan` then starts with
+        the first frame."""
+        if self.format == "pcap":
+            return  # the file header, read on opening, is the whole head
+        self._start_reading()
+        records = self._pcapng_records(pause=True)
+        next(records, None)  # stops in front of the first frame, or at the end of a file without any
+        self._paused = records
+
+    def _start_reading(self) -> None:
         if self._iterated:
             raise RuntimeError(f"{self.path}: a Capture can be iterated only once")
         self._iterated = True
-        if self.format == "pcap":
-            return self._pcap_records()
-        return self._pcapng_records()
 
     def _update_position(self) -> None:
         try:
@@ -260,8 +381,12 @@ class Capture:
         self._linktype = network & 0xFFFF
         self.linktypes.add(self._linktype)
 
-    def _pcap_records(self) -> Iterator[Record]:
-        unpack = struct.Struct(self._order + "IIII").unpack_from
+    def _pcap_records(self, feed: Feed | None = None, pre: Prefilter | None = None) -> Iterator[Record]:
+        order = self._order
+        unpack = struct.Struct(order + "IIII").unpack_from
+        # the record header and the packet fields the prefilter reads, in one unpack
+        hot = struct.Struct(order + "4I" + _PACKET_FIELDS).unpack_from
+        hot_len = 16 + _PACKET_FIELDS_LEN
         divisor = self._divisor
         linktype = self._linktype
         snaplen = self._snaplen
@@ -270,8 +395,46 @@ class Capture:
         off = 24
         end = len(buf)
         frame = 0
+        # prefilter state (network-order fields are read in the file's byte order)
+        judge = pre is not None and linktype == _LINK_ETHERNET
+        mask, table, floor, wire = _prefilter_state(pre)
+        eth, fragment, udp_ports = wire[order]
+        n_udp = n_tcp = n_bytes = 0
         try:
             while True:
+                if end - off >= hot_len:
+                    sec, frac, caplen, wirelen, etype, vihl, _total, frag, proto, sport, dport, flags = hot(buf, off)
+                    stop = off + 16 + caplen
+                    if caplen <= MAX_PACKET and stop <= end:
+                        if caplen > snaplen:
+                            over_snaplen += 1
+                        frame += 1
+                        if pre is not None:
+                            if not frame & mask:
+                                pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
+                                pre.tick(sec + frac / divisor)
+                                floor = pre.tcp_floor
+                            if judge and caplen >= _MIN_JUDGED and etype == eth and vihl == 0x45 and not frag & fragment:
+                                if proto == 17:
+                                    if udp_ports is not None and sport not in udp_ports and dport not in udp_ports:
+                                        n_udp += 1
+                                        n_bytes += wirelen
+                                        off = stop
+                                        continue
+                                elif proto == 6 and not flags & _TCP_FIN_SYN_RST:
+                                    entry = table.get(buf[off + 42 : off + 54])
+                                    if entry.__class__ is int and entry >= floor:  # type: ignore[operator]
+                                        n_tcp += 1
+                                        n_bytes += wirelen
+                                        off = stop
+                                        continue
+                        if feed is None:
+                            yield frame, sec + frac / divisor, linktype, buf[off + 16 : stop], wirelen
+                        else:
+                            feed(frame, sec + frac / divisor, linktype, buf[off + 16 : stop], wirelen)
+                        off = stop
+                        continue
+                # the general path: short records, the end of the buffer, damage
                 if end - off < 16:
                     buf, off = self._more(buf, off, 16)
                     end = len(buf)
@@ -299,9 +462,18 @@ class Capture:
                 if caplen > snaplen:
                     over_snaplen += 1
                 frame += 1
-                yield frame, sec + frac / divisor, linktype, buf[start:stop], wirelen
+                if pre is not None and not frame & mask:
+                    pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
+                    pre.tick(sec + frac / divisor)
+                    floor = pre.tcp_floor
+                if feed is None:
+                    yield frame, sec + frac / divisor, linktype, buf[start:stop], wirelen
+                else:
+                    feed(frame, sec + frac / divisor, linktype, buf[start:stop], wirelen)
                 off = stop
         finally:
+            if pre is not None:
+                pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
             if over_snaplen and snaplen:
                 self.warnings.append(
                     f"{over_snaplen} records are longer than the file's snapshot length ({snaplen} bytes)"
@@ -310,7 +482,12 @@ class Capture:
 
     # -- pcapng --------------------------------------------------------------------------------
 
-    def _pcapng_records(self) -> Iterator[Record]:
+    def _pcapng_records(
+        self, feed: Feed | None = None, pre: Prefilter | None = None, pause: bool = False
+    ) -> _Reader:
+        """Yields records (or, with `feed`, hands them over and yields nothing).  With `pause`, first
+        yields None in front of the first frame; what is then sent in, (feed, prefilter) or None,
+        says how to go on."""
         structs: dict[str, dict[str, Callable[..., tuple[int, ...]]]] = {
             order: {
                 name: struct.Struct(order + fmt).unpack_from
@@ -323,24 +500,84 @@ class Capture:
                     ("opt", "HH"),
                     ("q", "q"),
                     ("shb", "HH"),
+                    # an enhanced packet block's header and the packet fields the prefilter reads
+                    ("hot", "7I" + _PACKET_FIELDS),
                 )
             }
             for order in "<>"
         }
-        s = structs["<"]
+        order = "<"
+        s = structs[order]
         block_head = s["II"]
         u32 = s["I"]
         epb = s["epb"]
+        hot = s["hot"]
+        mask, table, floor, wire = _prefilter_state(pre)
+        eth, fragment, udp_ports = wire[order]
+        hot_len = 28 + _PACKET_FIELDS_LEN
         # per interface: (link type, timestamp divisor, timestamp offset, snaplen)
         interfaces: list[tuple[int, int, int, int]] = []
         buf: _Buffer = self._head
         off = 0
         end = len(buf)
         frame = 0
+        packets = 0  # packet records (frames minus the frame-only blocks)
         prev_ts = 0.0
+        prev_raw: tuple[int, int, int, int] | None = None  # a dropped packet's time, for a later SPB
+        n_udp = n_tcp = n_bytes = 0
         warn = self.warnings.append
         try:
             while True:
+                if end - off >= hot_len and not pause:
+                    btype, blen, ifid, ts_high, ts_low, caplen, wirelen, etype, vihl, _total, frag, proto, sport, dport, flags = hot(buf, off)
+                    if (
+                        btype == _BT_EPB
+                        and 32 <= blen <= MAX_BLOCK
+                        and not blen & 3
+                        and blen <= end - off
+                        and caplen <= blen - 32
+                        and ifid < len(interfaces)
+                        and u32(buf, off + blen - 4)[0] == blen
+                    ):
+                        linktype, divisor, tsoffset, _snap = interfaces[ifid]
+                        frame += 1
+                        if pre is not None:
+                            packets += 1
+                            if not packets & mask:
+                                pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
+                                pre.tick(((ts_high << 32) | ts_low) / divisor + tsoffset)
+                                floor = pre.tcp_floor
+                            if (
+                                linktype == _LINK_ETHERNET
+                                and caplen >= _MIN_JUDGED
+                                and etype == eth
+                                and vihl == 0x45
+                                and not frag & fragment
+                            ):
+                                if proto == 17:
+                                    if udp_ports is not None and sport not in udp_ports and dport not in udp_ports:
+                                        n_udp += 1
+                                        n_bytes += wirelen
+                                        prev_raw = (ts_high, ts_low, divisor, tsoffset)
+                                        off += blen
+                                        continue
+                                elif proto == 6 and not flags & _TCP_FIN_SYN_RST:
+                                    entry = table.get(buf[off + 54 : off + 66])
+                                    if entry.__class__ is int and entry >= floor:  # type: ignore[operator]
+                                        n_tcp += 1
+                                        n_bytes += wirelen
+                                        prev_raw = (ts_high, ts_low, divisor, tsoffset)
+                                        off += blen
+                                        continue
+                        prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
+                        prev_raw = None
+                        if feed is None:
+                            yield frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen
+                        else:
+                            feed(frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen)
+                        off += blen
+                        continue
+                # the general path: other blocks, short blocks, the end of the buffer, damage
                 if end - off < 12:
                     buf, off = self._more(buf, off, 12)
                     end = len(buf)
@@ -358,17 +595,26 @@ class Capture:
                             break
                     bom = buf[off + 8 : off + 12]
                     if bom == _BOM_LE:
-                        s = structs["<"]
+                        order = "<"
                     elif bom == _BOM_BE:
-                        s = structs[">"]
+                        order = ">"
                     else:
                         warn(
                             f"damaged section header at frame {frame + 1} (byte-order magic {_hex(bom)}); stopped reading"
                         )
                         break
-                    block_head, u32, epb = s["II"], s["I"], s["epb"]
+                    s = structs[order]
+                    block_head, u32, epb, hot = s["II"], s["I"], s["epb"], s["hot"]
+                    eth, fragment, udp_ports = wire[order]
                     btype, blen = block_head(buf, off)
                     interfaces = []
+                if pause and (btype in (_BT_EPB, _BT_SPB, _BT_PB) or btype in _FRAME_ONLY_BLOCKS):
+                    pause = False
+                    got = yield None
+                    if got is not None:
+                        feed, pre = got
+                        mask, table, floor, wire = _prefilter_state(pre)
+                        eth, fragment, udp_ports = wire[order]
                 if blen < 12 or blen & 3 or blen > MAX_BLOCK:
                     warn(
                         f"damaged block (type 0x{btype:08x}, length {blen}) after frame {frame}: "
@@ -392,6 +638,7 @@ class Capture:
                         f"after frame {frame}; stopped reading"
                     )
                     break
+                record: Record | None = None
                 if btype == _BT_EPB:
                     if blen < 32:
                         warn(f"damaged enhanced packet block at frame {frame + 1}; stopped reading")
@@ -408,7 +655,8 @@ class Capture:
                     linktype, divisor, tsoffset, _snap = interfaces[ifid]
                     frame += 1
                     prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
-                    yield frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen
+                    prev_raw = None
+                    record = frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen
                 elif btype == _BT_IDB:
                     if blen < 20:
                         warn(f"damaged interface description block after frame {frame}; stopped reading")
@@ -430,7 +678,11 @@ class Capture:
                     if snap:
                         caplen = min(caplen, snap)
                     frame += 1
-                    yield frame, prev_ts, linktype, buf[off + 12 : off + 12 + caplen], wirelen
+                    if prev_raw is not None:  # the packet before was dropped unseen: its time is needed now
+                        ts_high, ts_low, divisor, tsoffset = prev_raw
+                        prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
+                        prev_raw = None
+                    record = frame, prev_ts, linktype, buf[off + 12 : off + 12 + caplen], wirelen
                 elif btype == _BT_PB:
                     if blen < 32:
                         warn(f"damaged packet block at frame {frame + 1}; stopped reading")
@@ -442,7 +694,8 @@ class Capture:
                     linktype, divisor, tsoffset, _snap = interfaces[ifid]
                     frame += 1
                     prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
-                    yield frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen
+                    prev_raw = None
+                    record = frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen
                 elif btype == _BT_DSB:
                     if blen < 20:
                         warn(f"damaged decryption secrets block after frame {frame}; stopped reading")
@@ -455,7 +708,20 @@ class Capture:
                 elif btype in _FRAME_ONLY_BLOCKS:
                     frame += 1
                 off += blen
+                if record is not None:
+                    if pre is not None:
+                        packets += 1
+                        if not packets & mask:
+                            pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
+                            pre.tick(record[1])
+                            floor = pre.tcp_floor
+                    if feed is None:
+                        yield record
+                    else:
+                        feed(*record)
         finally:
+            if pre is not None:
+                pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
             self._finish(frame)
 
     @staticmethod

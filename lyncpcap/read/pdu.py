@@ -15,11 +15,13 @@ import struct
 from dataclasses import dataclass
 
 from lyncpcap.errors import MalformedError
+from lyncpcap.read.layers import address_text
 
 __all__ = [
     "LINKTYPE_WIRESHARK_UPPER_PDU",
     "PORT_TCP",
     "PORT_UDP",
+    "TLS_PORTS",
     "ExportedPdu",
     "build_exported_pdu",
     "parse_exported_pdu",
@@ -52,6 +54,10 @@ _TAG = struct.Struct("!HH")
 _U32 = struct.Struct("!I")
 #: Protocol names that say the PDU was carried in TLS (Wireshark's dissector and heuristic names).
 _TLS_NAMES = ("tls", "ssl")
+#: Ports that carry TLS in a Lync deployment: HTTPS (443, 444 and 4443 on the Front End, 8443 and
+#: 49443 on some proxies and AD FS) and SIP over TLS (5061).  A PDU exported from TLS on 5061 is
+#: named plain "sip", so the port has to tell.
+TLS_PORTS = frozenset({443, 444, 4443, 5061, 8443, 49443})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,79 +75,65 @@ class ExportedPdu:
 
     @property
     def over_tls(self) -> bool:
-        """The exporting dissector named TLS (e.g. "http-over-tls", "http_tls"): decrypted bytes."""
+        """Decrypted bytes: the exporting dissector names TLS ("http-over-tls", "http_tls"), or the
+        PDU ran on a port that carries TLS."""
         name = (self.protocol or "").lower()
-        return any(t in name for t in _TLS_NAMES)
+        return any(t in name for t in _TLS_NAMES) or self.src_port in TLS_PORTS or self.dst_port in TLS_PORTS
 
 
 def _text(value: bytes) -> str:
     return value.split(b"\x00", 1)[0].decode("ascii", "replace")
 
 
-def _u32(value: bytes, tag: int) -> int:
-    if len(value) < 4:
-        raise MalformedError(f"exported PDU tag {tag} holds {len(value)} bytes, not 4")
-    return int(_U32.unpack_from(value)[0])
+_ADDRESS_TAGS = {TAG_IPV4_SRC: 4, TAG_IPV4_DST: 4, TAG_IPV6_SRC: 16, TAG_IPV6_DST: 16}
+_NAME_TAGS = (TAG_DISSECTOR_NAME, TAG_HEUR_DISSECTOR_NAME, TAG_DISSECTOR_TABLE_NAME)
+_NUMBER_TAGS = (TAG_PORT_TYPE, TAG_SRC_PORT, TAG_DST_PORT, TAG_ORIG_FRAME_NUMBER)
 
 
 def parse_exported_pdu(data: bytes | memoryview) -> ExportedPdu:
     """Split one link-type-252 frame into its tags and PDU; `MalformedError` when the tags run past
-    the frame or an address tag has the wrong size."""
-    buf = bytes(data)
+    the frame or an address or number tag has the wrong size."""
+    buf = data if isinstance(data, bytes) else bytes(data)
     pos = 0
     end = len(buf)
-    protocol: str | None = None
-    heuristic: str | None = None
-    table: str | None = None
-    src = dst = None
-    port_type = src_port = dst_port = orig_frame = None
+    names: dict[int, str] = {}
+    addresses: dict[int, str] = {}
+    numbers: dict[int, int] = {}
+    tag_at = _TAG.unpack_from
     while True:
         if end - pos < 4:
             raise MalformedError("exported PDU tags run past the end of the frame")
-        tag, length = _TAG.unpack_from(buf, pos)
+        tag, length = tag_at(buf, pos)
         pos += 4
         if tag == TAG_END_OF_OPT:
             pos += length  # its length is 0 in every writer; honour it if not
             break
-        if pos + length > end:
+        stop = pos + length
+        if stop > end:
             raise MalformedError(f"exported PDU tag {tag} claims {length} bytes past the end of the frame")
-        value = buf[pos : pos + length]
-        pos += length
-        if tag == TAG_DISSECTOR_NAME:
-            protocol = _text(value)
-        elif tag == TAG_HEUR_DISSECTOR_NAME:
-            heuristic = _text(value)
-        elif tag == TAG_DISSECTOR_TABLE_NAME:
-            table = _text(value)
-        elif tag in (TAG_IPV4_SRC, TAG_IPV4_DST):
+        if tag in _ADDRESS_TAGS:
+            size = _ADDRESS_TAGS[tag]
+            if length < size:
+                raise MalformedError(f"exported PDU address tag {tag} of {length} bytes")
+            addresses[tag] = address_text(buf[pos : pos + size])
+        elif tag in _NUMBER_TAGS:
             if length < 4:
-                raise MalformedError(f"exported PDU IPv4 address tag of {length} bytes")
-            addr = str(ipaddress.IPv4Address(value[:4]))
-            src, dst = (addr, dst) if tag == TAG_IPV4_SRC else (src, addr)
-        elif tag in (TAG_IPV6_SRC, TAG_IPV6_DST):
-            if length < 16:
-                raise MalformedError(f"exported PDU IPv6 address tag of {length} bytes")
-            addr = str(ipaddress.IPv6Address(value[:16]))
-            src, dst = (addr, dst) if tag == TAG_IPV6_SRC else (src, addr)
-        elif tag == TAG_PORT_TYPE:
-            port_type = _u32(value, tag)
-        elif tag == TAG_SRC_PORT:
-            src_port = _u32(value, tag)
-        elif tag == TAG_DST_PORT:
-            dst_port = _u32(value, tag)
-        elif tag == TAG_ORIG_FRAME_NUMBER:
-            orig_frame = _u32(value, tag)
+                raise MalformedError(f"exported PDU tag {tag} holds {length} bytes, not 4")
+            numbers[tag] = _U32.unpack_from(buf, pos)[0]
+        elif tag in _NAME_TAGS:
+            names[tag] = _text(buf[pos:stop])
+        pos = stop
     if pos > end:
         raise MalformedError("exported PDU tags run past the end of the frame")
     return ExportedPdu(
         payload=buf[pos:],
-        protocol=protocol or heuristic or table,
-        src=src,
-        dst=dst,
-        port_type=port_type,
-        src_port=src_port,
-        dst_port=dst_port,
-        orig_frame=orig_frame,
+        protocol=next((names[t] for t in _NAME_TAGS if names.get(t)), None),
+        src=addresses.get(TAG_IPV6_SRC) or addresses.get(TAG_IPV4_SRC),
+        dst=addresses.get(TAG_IPV6_DST) or addresses.get(TAG_IPV4_DST),
+        port_type=numbers.get(TAG_PORT_TYPE),
+        src_port=numbers.get(TAG_SRC_PORT),
+        dst_port=numbers.get(TAG_DST_PORT),
+        orig_frame=numbers.get(TAG_ORIG_FRAME_NUMBER),
     )
 
 

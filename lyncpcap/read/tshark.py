@@ -16,10 +16,13 @@ import ipaddress
 import os
 import re
 import shutil
+import struct
 import subprocess
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from lyncpcap.errors import LyncpcapError
 from lyncpcap.protocols import tls
@@ -27,6 +30,8 @@ from lyncpcap.protocols import tls
 __all__ = [
     "INSTALL_HINT",
     "MIN_VERSION",
+    "TLS13_CLIENT",
+    "TLS13_SERVER",
     "TLS_KEY_LOG_SECRETS",
     "ExportRun",
     "KeyLog",
@@ -35,7 +40,10 @@ __all__ = [
     "Tshark",
     "TsharkUnavailable",
     "find_tshark",
+    "key_options",
     "server_hellos",
+    "suite_text",
+    "undecrypted_reason",
 ]
 
 #: tshark 3.0 renamed the ssl.* preferences to tls.* and reads Decryption Secrets Blocks.
@@ -246,27 +254,41 @@ def _stderr_problem(text: str) -> str | None:
 class ExportRun:
     """One tshark export pass, started at once and running beside lyncpcap's own read.
 
-    `wait()` returns the exported-PDU capture (None when tshark produced none) and a warning
-    line when tshark complained; `cancel()` stops it when no TLS turned out to need it."""
+    `frames()` yields the exported-PDU frames while tshark is still writing them (so decoding
+    overlaps the end of its pass); `wait()` gives its complaint, if any, once it has exited;
+    `cancel()` stops it when no TLS turned out to need it."""
+
+    POLL = 0.005  # seconds between looks at a file tshark has not finished
 
     def __init__(self, tshark: Tshark, capture: Path, workdir: Path, keylog: Path | None, rsa_keys: Sequence[RsaKey]) -> None:
         self.output = workdir / "decrypted-pdus.pcapng"
         self._stderr_path = workdir / "tshark.stderr"
         self.command = export_command(tshark, capture, self.output, keylog, rsa_keys)
+        self.damaged: str | None = None  # set when the output ended inside a block
         with open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
             )
 
-    def wait(self) -> tuple[Path | None, str | None]:
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def frames(self) -> Iterator[tuple[int, float, int, bytes]]:
+        """(frame number, timestamp, link type, bytes) of every packet block tshark writes."""
+        while not self.output.exists():
+            if not self.running():
+                return
+            time.sleep(self.POLL)
+        with open(self.output, "rb") as f:
+            yield from _follow_pcapng(f, self.running, self.POLL, self)
+
+    def wait(self) -> str | None:
+        """tshark's complaint (exit status and last stderr line), or None when it ended well."""
         code = self.proc.wait()
-        problem = None
-        if code != 0:
-            text = self._stderr_path.read_text(errors="replace") if self._stderr_path.exists() else ""
-            problem = f"tshark exited with status {code}: {_stderr_problem(text) or 'no message'}"
-        if not self.output.exists() or self.output.stat().st_size == 0:
-            return None, problem
-        return self.output, problem
+        if code == 0:
+            return self.damaged
+        text = self._stderr_path.read_text(errors="replace") if self._stderr_path.exists() else ""
+        return f"tshark exited with status {code}: {_stderr_problem(text) or 'no message'}"
 
     def cancel(self) -> None:
         if self.proc.poll() is None:
@@ -274,10 +296,78 @@ class ExportRun:
         self.proc.wait()
 
 
+_BT_SHB, _BT_IDB, _BT_EPB = 0x0A0D0D0A, 0x00000001, 0x00000006
+
+
+def _follow_pcapng(
+    f: BinaryIO, running: Callable[[], bool], poll: float, run: ExportRun
+) -> Iterator[tuple[int, float, int, bytes]]:
+    """Blocks of a pcapng file another process is still appending to: a block is taken once all of
+    it is there; at the end of the file we wait while the writer runs.  Only what tshark's export
+    writes is needed: section headers, interfaces (link type, if_tsresol) and enhanced packets."""
+    buf = bytearray()
+    order = "<"
+    interfaces: list[tuple[int, float]] = []  # (link type, seconds per timestamp unit)
+    frame = 0
+    finished = False
+    while True:
+        chunk = f.read(1 << 20)
+        if chunk:
+            buf += chunk
+        elif finished:
+            break
+        else:
+            # read once more after the writer is gone: its last write may have landed meanwhile
+            finished = not running()
+            if not finished:
+                time.sleep(poll)
+            continue
+        pos = 0
+        while len(buf) - pos >= 12:
+            if buf[pos : pos + 4] == b"\x0a\x0d\x0d\x0a":
+                order = "<" if buf[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+            btype, blen = struct.unpack_from(order + "II", buf, pos)
+            if blen < 12 or blen % 4:
+                run.damaged = f"tshark's decrypted output is damaged (block of {blen} bytes)"
+                return
+            if len(buf) - pos < blen:
+                break
+            if btype == _BT_SHB:
+                interfaces = []
+            elif btype == _BT_IDB:
+                interfaces.append(_interface(buf, pos, blen, order))
+            elif btype == _BT_EPB and blen >= 32:
+                ifid, high, low, caplen = struct.unpack_from(order + "IIII", buf, pos + 8)
+                if ifid < len(interfaces) and caplen <= blen - 32:
+                    linktype, unit = interfaces[ifid]
+                    frame += 1
+                    yield frame, ((high << 32) | low) * unit, linktype, bytes(buf[pos + 28 : pos + 28 + caplen])
+            pos += blen
+        del buf[:pos]
+    if buf:
+        run.damaged = "tshark's decrypted output ends inside a block"
+
+
+def _interface(buf: bytearray, pos: int, blen: int, order: str) -> tuple[int, float]:
+    linktype = struct.unpack_from(order + "H", buf, pos + 8)[0]
+    unit = 1e-6
+    p, end = pos + 16, pos + blen - 4
+    while p + 4 <= end:
+        code, length = struct.unpack_from(order + "HH", buf, p)
+        if code == 0:
+            break
+        if code == 9 and length >= 1:  # if_tsresol
+            v = buf[p + 4]
+            unit = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+        p += 4 + ((length + 3) & ~3)
+    return linktype, unit
+
+
 @dataclass(frozen=True, slots=True)
 class ServerHello:
     frame: int
     cipher_suite: int
+    suite_name: str | None = None  # tshark's name for it (a custom column resolves the value)
 
 
 def server_hellos(tshark: Tshark, capture: Path) -> dict[tuple[str, int, str, int], list[ServerHello]]:
@@ -285,9 +375,11 @@ def server_hellos(tshark: Tshark, capture: Path) -> dict[tuple[str, int, str, in
     field pass over the ServerHellos (clear text in every TLS version, so no keys needed)."""
     cmd = [
         tshark.path, "-n", "-r", str(capture), "-Y", "tls.handshake.type == 2",
+        "-o", 'gui.column.format:"Suite","%Cus:tls.handshake.ciphersuite"',
         "-T", "fields", "-E", "occurrence=l",
         "-e", "frame.number", "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport",
         "-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.dstport", "-e", "tls.handshake.ciphersuite",
+        "-e", "_ws.col.Suite",
     ]  # fmt: skip
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
@@ -296,14 +388,15 @@ def server_hellos(tshark: Tshark, capture: Path) -> dict[tuple[str, int, str, in
     out: dict[tuple[str, int, str, int], list[ServerHello]] = {}
     for line in done.stdout.splitlines():
         parts = line.split("\t")
-        if len(parts) != 8:
+        if len(parts) != 9:
             continue
-        frame, ip4s, ip6s, sport, ip4d, ip6d, dport, suite = parts
+        frame, ip4s, ip6s, sport, ip4d, ip6d, dport, suite, name = parts
         try:
             server = ip6s or ip4s
             client = ip6d or ip4d
             key = (_norm(client), int(dport), _norm(server), int(sport))
-            out.setdefault(key, []).append(ServerHello(int(frame), int(suite, 16)))
+            hello = ServerHello(int(frame), int(suite, 16), name if name.startswith("TLS_") else None)
+            out.setdefault(key, []).append(hello)
         except ValueError:
             continue
     return out
@@ -317,8 +410,9 @@ def _norm(address: str) -> str:
 # why a connection was not decrypted
 # ------------------------------------------------------------------------------------------------
 
-#: Cipher-suite ranges tshark 4.0 has no decryption for (IANA TLS Cipher Suites registry):
-#: ARIA, GOST (old and RFC 9189), SM4 (RFC 8998) and AEGIS.
+#: Bulk ciphers tshark 4.0 has no decryption for, by the word in the suite name, and the code
+#: ranges they occupy in the IANA TLS Cipher Suites registry (for names tshark does not give).
+UNSUPPORTED_FAMILIES = ("ARIA", "GOST", "KUZNYECHIK", "MAGMA", "SM4", "AEGIS")
 UNSUPPORTED_SUITES: tuple[tuple[int, int, str], ...] = (
     (0xC03C, 0xC071, "ARIA"),
     (0x0080, 0x0083, "GOST"),
@@ -329,26 +423,32 @@ UNSUPPORTED_SUITES: tuple[tuple[int, int, str], ...] = (
 _FORWARD_SECRET = ("_DHE_", "_ECDHE_", "_DH_", "_ECDH_")
 
 
-def suite_text(suite: int) -> str:
-    name = tls.CIPHER_SUITE_NAMES.get(suite)
+def _suite_name(hello: ServerHello) -> str | None:
+    return hello.suite_name or tls.CIPHER_SUITE_NAMES.get(hello.cipher_suite)
+
+
+def suite_text(hello: ServerHello) -> str:
+    name = _suite_name(hello)
     if name:
-        return f"{name} (0x{suite:04X})"
-    for lo, hi, family in UNSUPPORTED_SUITES:
-        if lo <= suite <= hi:
-            return f"0x{suite:04X} ({family})"
-    return f"0x{suite:04X}"
+        return f"{name} (0x{hello.cipher_suite:04X})"
+    family = unsupported_family(hello)
+    return f"0x{hello.cipher_suite:04X}" + (f" ({family})" if family else "")
 
 
-def unsupported_family(suite: int) -> str | None:
+def unsupported_family(hello: ServerHello) -> str | None:
+    name = _suite_name(hello)
+    if name:
+        words = name.upper().split("_")
+        return next((f for f in UNSUPPORTED_FAMILIES if f in words), None)
     for lo, hi, family in UNSUPPORTED_SUITES:
-        if lo <= suite <= hi:
+        if lo <= hello.cipher_suite <= hi:
             return family
     return None
 
 
-def rsa_key_exchange(suite: int) -> bool | None:
-    """True for RSA key transport, False for (EC)DH(E), None when the suite is not known here."""
-    name = tls.CIPHER_SUITE_NAMES.get(suite)
+def rsa_key_exchange(hello: ServerHello) -> bool | None:
+    """True for RSA key transport, False for (EC)DH(E), None when the suite's name is unknown."""
+    name = _suite_name(hello)
     if name is None:
         return None
     if name.startswith("TLS_RSA_"):
@@ -374,32 +474,31 @@ def undecrypted_reason(
         return "its TLS handshake is not in the capture (the connection started before it), so no key can be matched"
     tls13 = bool(version and version.startswith("TLS 1.3"))
     short = client_random[:16] + "…"
-    suite = hello.cipher_suite if hello is not None else None
-    family = unsupported_family(suite) if suite is not None else None
+    family = unsupported_family(hello) if hello is not None else None
     missing = keylog.missing(client_random, tls13)
-    if family is not None and suite is not None and not missing:
-        return f"unsupported cipher: the server chose {suite_text(suite)}, which tshark cannot decrypt"
+    if family is not None and hello is not None and not missing:
+        return f"unsupported cipher: the server chose {suite_text(hello)}, which tshark cannot decrypt"
     if missing:
         if tls13:
             if len(missing) == 1:
                 return f"the key log has only part of the TLS 1.3 secrets for client random {short} (no {missing[0]})"
             return f"no key for client random {short}: TLS 1.3 needs its {TLS13_CLIENT} and {TLS13_SERVER} in the key log"
         if rsa_keys:
-            kx = rsa_key_exchange(suite) if suite is not None else None
-            if kx is False and suite is not None:
+            kx = rsa_key_exchange(hello) if hello is not None else None
+            if kx is False and hello is not None:
                 return (
-                    f"no key for client random {short}, and the RSA key cannot help: {suite_text(suite)} uses a "
+                    f"no key for client random {short}, and the RSA key cannot help: {suite_text(hello)} uses a "
                     "forward-secret (EC)DHE key exchange, so only a key log decrypts it"
                 )
-            if family is not None and suite is not None:
-                return f"unsupported cipher: the server chose {suite_text(suite)}, which tshark cannot decrypt"
+            if family is not None and hello is not None:
+                return f"unsupported cipher: the server chose {suite_text(hello)}, which tshark cannot decrypt"
             return f"no key for client random {short}, and none of the RSA keys given matches this server's certificate"
         if keylog.rsa_lines:
             return f"no CLIENT_RANDOM secret for client random {short}, and no RSA pre-master line of the key log fits it"
         return f"no key for client random {short} in the key log or the capture's embedded secrets"
-    if suite is not None and family is None:
+    if hello is not None:
         return (
             f"the key log has a secret for client random {short} but tshark decrypted nothing with it "
-            f"({suite_text(suite)}); the secret may belong to another session"
+            f"({suite_text(hello)}); the secret may belong to another session"
         )
     return f"the key log has a secret for client random {short} but tshark decrypted nothing with it"

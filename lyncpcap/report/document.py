@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from lyncpcap import __version__
 from lyncpcap.model import AuthExchange, Finding, Session, Step
-from lyncpcap.secrets import render
+from lyncpcap.secrets import redact_url, render
 
 if TYPE_CHECKING:
     from lyncpcap.analysis import Analysis
@@ -27,7 +27,7 @@ def step_record(s: Step, reveal: bool = False) -> dict[str, Any]:
         "src": s.src,
         "dst": s.dst,
         "method": s.method,
-        "url": s.url,
+        "url": redact_url(s.url, reveal),
         "status": s.status,
         "auth": s.auth,
         "duration_s": round(s.duration, 6),
@@ -42,8 +42,8 @@ def step_record(s: Step, reveal: bool = False) -> dict[str, Any]:
         rec["failure_reason"] = s.failure_reason
         rec["failure_evidence"] = s.failure_evidence
     secrets = s.facts.get("secrets")
-    if reveal and secrets:
-        rec["secrets"] = render(list(secrets), True)
+    if secrets:  # redacted, each value keeps a fingerprint so repeated use can be matched
+        rec["secrets"] = render(list(secrets), reveal)
     return rec
 
 

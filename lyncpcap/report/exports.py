@@ -1,18 +1,17 @@
 """Machine-readable exports: the JSON document, JSON Lines, CSV tables and Parquet.
 
 All of them go through `scrub_document` / `tables`, which redact query-string values in step
-URLs (see `view.safe_url`) unless the user asked for `--reveal-secrets`.
+URLs (see `secrets.redact_url`) unless the user asked for `--reveal-secrets`.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lyncpcap.report import view
+from lyncpcap.report import frames
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,21 +31,9 @@ JSONL_TYPES: tuple[tuple[str, str], ...] = (
 CSV_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-def scrub_document(doc: dict[str, Any], reveal: bool = False) -> dict[str, Any]:
-    """The CONTRACT document with query values in step URLs redacted (unless `reveal`)."""
-    if reveal:
-        return doc
-    out = copy.deepcopy(doc)
-    for session in out.get("sessions", []):
-        for step in session.get("steps", []):
-            step["url"] = view.safe_url(step.get("url"))
-    for step in out.get("unattached_steps", []):
-        step["url"] = view.safe_url(step.get("url"))
-    return out
-
-
 def document(analysis: Analysis, reveal: bool = False) -> dict[str, Any]:
-    return scrub_document(analysis.to_json(reveal=reveal), reveal)
+    """The CONTRACT document as the command line writes it (the same as `Analysis.to_json`)."""
+    return analysis.to_json(reveal=reveal)
 
 
 def json_text(analysis: Analysis, reveal: bool = False) -> str:
@@ -66,12 +53,10 @@ def jsonl_text(analysis: Analysis, reveal: bool = False) -> str:
 
 
 def tables(analysis: Analysis, reveal: bool = False) -> dict[str, pd.DataFrame]:
-    """The typed DataFrames of `lyncpcap.report.frames`, with step URLs made safe."""
-    steps = analysis.steps
-    steps["url"] = steps["url"].map(lambda u: view.safe_url(u, reveal), na_action="ignore").astype("string")
+    """The typed DataFrames of `lyncpcap.report.frames` (step URLs shown in full only when revealing)."""
     return {
         "sessions": analysis.sessions,
-        "steps": steps,
+        "steps": frames.steps_frame(analysis.step_list, reveal),
         "auth": analysis.auth,
         "clients": analysis.clients,
         "findings": analysis.findings,

@@ -20,6 +20,7 @@ from lyncpcap.model import (
     STEPS,
     Step,
 )
+from lyncpcap.secrets import redact_url
 
 if TYPE_CHECKING:
     from lyncpcap.analysis import Analysis
@@ -106,7 +107,7 @@ def _frame(rows: list[dict[str, Any]], dtypes: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
-def steps_frame(steps: list[Step]) -> pd.DataFrame:
+def steps_frame(steps: list[Step], reveal: bool = False) -> pd.DataFrame:
     rows = [
         {
             "session": s.session,
@@ -118,7 +119,7 @@ def steps_frame(steps: list[Step]) -> pd.DataFrame:
             "dst": s.dst,
             "client": s.client,
             "method": s.method,
-            "url": s.url,
+            "url": redact_url(s.url, reveal),
             "status": None if s.status is None else str(s.status),
             "auth": s.auth,
             "result": s.result,

@@ -41,6 +41,7 @@ nav { margin: .8rem 0 0; display: flex; gap: 1rem; flex-wrap: wrap; }
 nav a { color: #0969da; text-decoration: none; }
 code, pre, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, "DejaVu Sans Mono", monospace;
                    font-size: 12.5px; }
+pre.secret { margin: 0; padding: .1rem .3rem; max-height: 8rem; overflow: auto; }
 pre { background: var(--soft); border: 1px solid var(--line); border-radius: 6px; padding: .6rem .8rem;
       white-space: pre-wrap; word-break: break-word; margin: .4rem 0; }
 table { border-collapse: collapse; margin: .4rem 0 1rem; width: 100%; }
@@ -243,6 +244,24 @@ def findings_section(analysis: Analysis) -> str:
     return "".join(out)
 
 
+def secrets_section(analysis: Analysis, reveal: bool = False) -> str:
+    """The credentials, tokens and tickets the steps carried: fingerprints, or the values when revealed."""
+    seen = view.secrets_seen(analysis.step_list)
+    if not seen:
+        return "<p class='muted'>None seen (or none decrypted).</p>"
+    rows = [
+        f"<tr><td>{e(x.session or '—')}</td><td>{e(x.step)}</td><td class='num'>{x.frame}</td>"
+        f"<td>{e(x.secret.kind)}</td><td><pre class='secret'>{e(x.text(reveal))}</pre></td></tr>"
+        for x in seen
+    ]
+    note = ("<p class='failure-box'><strong>These values are revealed (--reveal-secrets):</strong> handle this "
+            "report like the passwords and tokens it contains.</p>" if reveal else
+            "<p class='muted'>Values are shown as fingerprints; the same fingerprint twice is the same value "
+            "(run with --reveal-secrets to see them).</p>")
+    header = [("Session", ""), ("Step", ""), ("Frame", "num"), ("Kind", ""), ("Value", "")]
+    return note + _table(header, rows, " id='secrets-table'")
+
+
 def steps_table(session: Session, reveal: bool = False) -> str:
     rows = []
     for i, (st, state) in enumerate(zip(session.steps, view.step_states(session), strict=True), 1):
@@ -324,13 +343,17 @@ def report(analysis: Analysis, reveal: bool = False, *, title: str | None = None
         f"<title>{e(heading)} — {e(names)}</title><style>{CSS}</style></head><body>",
         f"<header><h1>{e(heading)}</h1><p class='meta'>lyncpcap {e(__version__)} · {e(names)}</p>",
         "<nav><a href='#overview'>What was read</a><a href='#clients'>Clients</a><a href='#all-sessions'>Timeline</a>"
-        "<a href='#sessions'>Sessions</a><a href='#findings'>Findings</a><a href='#details'>Session details</a></nav>"
+        "<a href='#sessions'>Sessions</a><a href='#findings'>Findings</a><a href='#secrets'>Credentials</a>"
+        "<a href='#details'>Session details</a></nav>"
         "</header>",
+        ("<p class='failure-box'><strong>This report contains passwords, tokens and tickets in clear text "
+         "(made with --reveal-secrets).</strong> Share it only as you would share those.</p>" if reveal else ""),
         overview(analysis),
         f"<section id='clients'><h2>Clients and authentication protocols</h2>{clients_table(analysis)}</section>",
         f"<section id='all-sessions'><h2>Timeline of all sessions</h2>{overview_fig}</section>",
         f"<section id='sessions'><h2>Sessions</h2>{sessions_table(analysis)}</section>",
         f"<section id='findings'><h2>Findings</h2>{findings_section(analysis)}</section>",
+        f"<section id='secrets'><h2>Credentials and tokens on the wire</h2>{secrets_section(analysis, reveal)}</section>",
         "<section id='details'><h2>Session details</h2>",
     ]
     if not figures:
@@ -416,6 +439,6 @@ def index_page(
     if skipped:
         items = "".join(f"<li class='mono'>{e(p)}</li>" for p in skipped)
         parts.append(f"<section id='skipped'><h2>Not captures</h2><details><summary>{len(skipped)} file(s) skipped "
-                     f"(content is not pcap, pcapng or gzip)</summary><ul>{items}</ul></details></section>")
+                     f"(neither a capture by content nor by name)</summary><ul>{items}</ul></details></section>")
     parts.append("</body></html>\n")
     return "".join(parts)

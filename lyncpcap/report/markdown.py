@@ -148,6 +148,23 @@ def findings(analysis: Analysis) -> str:
     return "\n\n".join(parts)
 
 
+def secrets(analysis: Analysis, reveal: bool = False) -> str:
+    """Credentials and tokens the steps carried: a fingerprint table, or verbatim blocks when revealed."""
+    seen = view.secrets_seen(analysis.step_list)
+    title = "## Credentials and tokens on the wire"
+    if not seen:
+        return f"{title}\n\n_None seen (or none decrypted)._"
+    if not reveal:
+        rows = [[x.session or "—", x.step, str(x.frame), text(x.secret.kind), code(x.text(False))] for x in seen]
+        return (f"{title}\n\nShown as fingerprints: the same fingerprint twice is the same value.\n\n"
+                + table(["Session", "Step", "Frame", "Kind", "Value"], rows, "llrll"))
+    parts = [title, "**Revealed with --reveal-secrets: handle this text like the passwords it contains.**"]
+    for x in seen:
+        parts.append(f"- {x.session or '—'} {x.step}, frame {x.frame}, {text(x.secret.kind)}:\n\n"
+                     + "\n".join("  " + line for line in block(x.text(True)).split("\n")))
+    return "\n\n".join(parts)
+
+
 def report(analysis: Analysis, reveal: bool = False) -> str:
     """The whole analysis as one Markdown document."""
     names = ", ".join(code(c.path) for c in analysis.captures)
@@ -163,4 +180,5 @@ def report(analysis: Analysis, reveal: bool = False) -> str:
         parts.append("## Sessions that did not succeed")
         parts += [session_markdown(s, reveal) for s in unsuccessful]
     parts.append(findings(analysis))
+    parts.append(secrets(analysis, reveal))
     return "\n\n".join(parts) + "\n"

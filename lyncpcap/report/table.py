@@ -132,6 +132,24 @@ def findings_block(analysis: Analysis) -> RenderableType:
     return Group(*items)
 
 
+def secrets_block(analysis: Analysis, reveal: bool = False) -> RenderableType | None:
+    """Credentials and tokens seen; revealed values are cut at 100 characters (use html/json for all)."""
+    seen = view.secrets_seen(analysis.step_list)
+    if not seen:
+        return None
+    table = Table(show_edge=False, pad_edge=False, header_style="bold")
+    table.add_column("Session", no_wrap=True)
+    table.add_column("Step", no_wrap=True)
+    table.add_column("Frame", justify="right")
+    table.add_column("Kind", no_wrap=True)
+    table.add_column("Value", overflow="fold")
+    for x in seen:
+        value = x.text(reveal)
+        table.add_row(x.session or "—", x.step, str(x.frame), x.secret.kind,
+                      Text(view.truncate(" ".join(value.split()), 100), style="yellow" if reveal else "dim"))
+    return table
+
+
 def analysis_view(analysis: Analysis, reveal: bool = False) -> RenderableType:
     """The default `lyncpcap analyze` output."""
     counts = view.outcome_counts(analysis.session_list)
@@ -160,6 +178,9 @@ def analysis_view(analysis: Analysis, reveal: bool = False) -> RenderableType:
     if failures is not None:
         parts += [Text(""), _title("Why sessions failed"), failures]
     parts += [Text(""), _title("Findings"), findings_block(analysis)]
+    carried = secrets_block(analysis, reveal)
+    if carried is not None:
+        parts += [Text(""), _title("Credentials and tokens on the wire"), carried]
     return Group(*parts)
 
 

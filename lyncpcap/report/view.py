@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 from lyncpcap.model import Session, Step
-from lyncpcap.secrets import Secret
+from lyncpcap.secrets import Secret, redact_url
 
 if TYPE_CHECKING:
     from lyncpcap.analysis import Analysis
@@ -58,31 +58,9 @@ SEVERITY_COLOURS: dict[str, str] = {"high": "#cf222e", "medium": "#bc4c00", "low
 OUTCOME_STYLES: dict[str, str] = {"success": "green", "failure": "bold red", "incomplete": "yellow"}
 SEVERITY_STYLES: dict[str, str] = {"high": "bold red", "medium": "dark_orange", "low": "yellow", "info": "dim"}
 
-#: Query parameters of sign-in URLs that carry no credentials and help a reader (discovery hints,
-#: WS-Federation routing).  Every other parameter value is redacted like any other secret: a
-#: query string is where passwords (`?password=`), tokens and conference keys (`?xml=`) travel.
-HARMLESS_QUERY_PARAMETERS: frozenset[str] = frozenset(
-    {"sipuri", "originalDomain", "wa", "wtrealm", "wct", "wctx", "wreply", "legacy", "ReturnUrl", "ts"}
-)
-
-
 def safe_url(url: str | None, reveal: bool = False) -> str | None:
-    """The URL with query values redacted (`«redacted sha256:…»` of the decoded value) unless they
-    are known harmless; harmless parameters keep their exact text."""
-    if url is None or reveal or "?" not in url:
-        return url
-    base, _, query = url.partition("?")
-    query, hash_mark, fragment = query.partition("#")
-    parts = []
-    for pair in query.split("&"):
-        raw_name, equals, raw_value = pair.partition("=")
-        name = unquote_plus(raw_name)
-        value = unquote_plus(raw_value)
-        if not equals or not value or name in HARMLESS_QUERY_PARAMETERS or value.startswith("«redacted"):
-            parts.append(pair)
-        else:
-            parts.append(f"{raw_name}={Secret('query', value).redacted()}")
-    return f"{base}?{'&'.join(parts)}{hash_mark}{fragment}"
+    """The URL as outputs show it (query values redacted unless `reveal`): see secrets.redact_url."""
+    return redact_url(url, reveal)
 
 
 def url_path(url: str | None) -> str:
@@ -259,6 +237,29 @@ def client_rows_from(summary: Iterable[dict[str, Any]]) -> list[ClientRow]:
             )
         )
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class SecretSeen:
+    """A credential, token or ticket a step carried (`Step.facts["secrets"]`)."""
+
+    session: str | None
+    step: str
+    frame: int
+    secret: Secret
+
+    def text(self, reveal: bool) -> str:
+        return self.secret.render(reveal)
+
+
+def secrets_seen(steps: Iterable[Step]) -> list[SecretSeen]:
+    """Every secret the steps carried, in step order; shown redacted unless the user reveals them."""
+    out = []
+    for st in steps:
+        for item in st.facts.get("secrets") or ():
+            if isinstance(item, Secret):
+                out.append(SecretSeen(st.session, st.step, st.frame, item))
+    return out
 
 
 def outcome_counts(sessions: list[Session]) -> dict[str, int]:

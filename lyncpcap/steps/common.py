@@ -162,23 +162,3 @@ def account_key(identity: str) -> str:
     if "@" in v:
         v = v.split("@", 1)[0]
     return v
-
-
-SECRET_QUERY_PARAMS = frozenset(
-    {"password", "access_token", "wresult", "code", "client_secret", "token", "x-ms-webticket", "otp", "pin", "xml", "conf-key"}
-)
-
-
-def safe_url(url: str) -> str:
-    """A URL with secret-bearing query parameters redacted (their names stay)."""
-    base, sep, query = url.partition("?")
-    if not sep:
-        return url
-    out = []
-    for part in query.split("&"):
-        name, eq, _value = part.partition("=")
-        if eq and name.lower() in SECRET_QUERY_PARAMS:
-            out.append(f"{name}=«redacted»")
-        else:
-            out.append(part)
-    return f"{base}?{'&'.join(out)}"

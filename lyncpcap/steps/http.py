@@ -13,7 +13,7 @@ from typing import Any
 from lyncpcap.model import Evidence, Step
 from lyncpcap.protocols import adfs, autodiscover, certprov, httpauth, mex, oauth, wstrust
 from lyncpcap.protocols.http import HttpExchange, HttpRequest, HttpResponse
-from lyncpcap.secrets import Secret
+from lyncpcap.secrets import Secret, redact_url
 from lyncpcap.steps import rules, tables
 from lyncpcap.steps.common import (
     Attempt,
@@ -25,7 +25,6 @@ from lyncpcap.steps.common import (
     kerberos_token_exchange,
     ntlm_account,
     ntlm_exchange,
-    safe_url,
 )
 
 HTTPS_PORTS = frozenset({443, 4443, 444, 8443, 49443})
@@ -84,7 +83,7 @@ class HttpClassifier:
         rule = rules.match(host, req.path)
         client = first_forwarded(req.headers.get("X-Forwarded-For")) or ep.client
         scheme = state.scheme
-        url = safe_url(f"{scheme}://{host or ep.dst}{req.path}")
+        url = f"{scheme}://{host or ep.dst}{req.path}"  # raw; every output renders it via redact_url
         step_name = rule.step if rule else "other"
         step = Step(
             step=step_name,
@@ -578,9 +577,9 @@ class HttpClassifier:
             if status in (301, 302, 303, 307, 308):
                 loc = resp.headers.get("Location")
                 if loc:
-                    step.facts["location_header"] = safe_url(loc)
+                    step.facts["location_header"] = redact_url(loc)
                     if not any("redirect" in d for d in details):
-                        details.append(f"redirect to {safe_url(loc)}")
+                        details.append(f"redirect to {redact_url(loc)}")
             return
         # 4xx / 5xx without a more specific verdict
         step.result = "failure"

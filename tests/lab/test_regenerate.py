@@ -14,7 +14,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "sample_captures"
 
 
 def _ext(spec: Spec) -> str:
-    return "pcapng" if spec.fmt == "pcapng" else "pcap"
+    return spec.fmt if spec.fmt in ("pcapng", "saz", "har") else "pcap"
 
 
 @pytest.mark.parametrize("spec", [s for s in CATALOGUE if not s.tls], ids=lambda s: s.name)

@@ -1,14 +1,13 @@
 """Every decoder survives truncation at every offset and random byte changes of real messages.
 
 The only exception allowed out of a parser is `MalformedError`; stream inspectors and framers
-never raise at all. A fixed seed keeps the fuzzing repeatable; a time check catches hangs.
+never raise at all. A fixed seed keeps the fuzzing repeatable; pytest-timeout catches hangs.
 """
 
 from __future__ import annotations
 
 import base64
 import random
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +21,6 @@ from lyncpcap.protocols.kerberos import KerberosTcpFramer
 
 SEED = 20240501
 MUTATIONS = 250
-SLOW = 0.25  # seconds: far above any real parse; a loop or blow-up would exceed it
 
 HAVE_CORPUS = (CORPUS / "expected.json").is_file() and TSHARK is not None
 
@@ -174,13 +172,11 @@ def _mutations(data: bytes, rng: random.Random) -> list[bytes]:
 
 
 def _call(parser: Callable[[Any], Any], data: bytes | str) -> None:
-    start = time.perf_counter()
+    # a hang is caught by the suite-wide pytest-timeout, not by a timing assertion
     try:
         parser(data)
     except MalformedError:
         pass
-    elapsed = time.perf_counter() - start
-    assert elapsed < SLOW, f"{elapsed:.3f}s on {data[:32]!r}"
 
 
 SAMPLES = samples()
@@ -230,7 +226,6 @@ def test_framers_never_raise() -> None:
         for mutated in [stream, *_mutations(stream, rng)[:60]]:
             framer = make()
             pos = 0
-            start = time.perf_counter()
             while pos < len(mutated):
                 size = rng.randint(1, 700)
                 for record in framer.feed(mutated[pos : pos + size]):
@@ -239,7 +234,6 @@ def test_framers_never_raise() -> None:
                         framer.gap()
                 pos += size
             assert framer.pending <= len(mutated)
-            assert time.perf_counter() - start < 2.0
 
 
 def test_tls_inspector_never_raises() -> None:
@@ -253,12 +247,10 @@ def test_tls_inspector_never_raises() -> None:
         for mutated in _mutations(flight, rng)[:150]:
             inspector = tls.TlsStreamInspector()
             pos = 0
-            start = time.perf_counter()
             while pos < len(mutated):
                 size = rng.randint(1, 600)
                 inspector.feed(rng.randint(0, 1), mutated[pos : pos + size])
                 pos += size
-            assert time.perf_counter() - start < 2.0
             _ = (inspector.version, inspector.saw_application_data, inspector.certificate_names)
 
 

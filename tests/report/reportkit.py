@@ -22,11 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_captures"
 
 
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".pcap.gz", ".pcapng.gz", ".saz", ".har")
+
+
 def sample_captures() -> list[Path]:
-    """Every sample capture, the TLS twins included (they analyse to no sessions without keys)."""
-    return sorted(
-        p for p in SAMPLES.iterdir() if p.is_file() and p.name.endswith((".pcap", ".pcapng", ".pcap.gz", ".pcapng.gz"))
-    )
+    """Every sample capture (pcap, pcapng, SAZ, HAR), the TLS twins included (without their keys
+    they analyse to no sessions)."""
+    return sorted(p for p in SAMPLES.iterdir() if p.is_file() and p.name.endswith(CAPTURE_SUFFIXES))
 
 
 def truth_of(capture: Path) -> dict[str, Any]:

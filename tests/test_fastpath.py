@@ -1,0 +1,214 @@
+"""The fast path gives the reference path's results: every sample, every corpus file, a generated
+benchmark capture.
+
+Reference ("full"): `analyze(..., full=True)` offers every TCP connection and UDP datagram to the
+decoders, frame by frame.  Fast: the default, where the reader drops media on uninteresting ports
+and segments of ignored connections before they become objects (`Capture.scan` + `Prefilter`).
+Timings are the benchmark's business (bench/); here only results are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CORPUS, ROOT, sample_captures
+
+import lyncpcap
+from lyncpcap.analysis import Analysis, CaptureInfo
+from lyncpcap.engine import Engine
+from lyncpcap.flows import Dispatcher, dispatch
+from lyncpcap.read import open_capture
+from lyncpcap.read.capture import Capture, Prefilter, Record
+
+sys.path.insert(0, str(ROOT))  # the bench package (generator) lives beside the tests
+
+from bench.generate import generate
+
+UDP_PORTS = frozenset({53, 88, 5060})
+
+
+def _corpus_files() -> list[Path]:
+    if not (CORPUS / "expected.json").exists():
+        return []
+    names = json.loads((CORPUS / "expected.json").read_text())["files"]
+    return [CORPUS / n for n in sorted(names) if "(with" not in n]
+
+
+CAPTURES = sample_captures() + sample_captures(tls=True) + _corpus_files()
+
+
+def _ids(p: Path) -> str:
+    return f"{p.parent.name}/{p.name}"
+
+
+def _document(a: Analysis) -> str:
+    return json.dumps(a.to_json(reveal=True), indent=1, sort_keys=True, ensure_ascii=False)
+
+
+def _records(source: Iterable[Record]) -> list[tuple[int, float, int, bytes, int]]:
+    return [(f, ts, lt, bytes(d), w) for f, ts, lt, d, w in source]
+
+
+# -- the whole analysis ---------------------------------------------------------------------------
+
+
+def test_there_is_something_to_compare() -> None:
+    assert len(sample_captures()) >= 19
+    assert len(_corpus_files()) == 21, f"the shared corpus is not at {CORPUS}"
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=_ids)
+def test_fast_analysis_is_the_full_analysis(capture: Path) -> None:
+    fast = lyncpcap.analyze(capture)
+    full = lyncpcap.analyze(capture, full=True)
+    assert _document(fast) == _document(full)
+    assert fast.captures[0].stats == full.captures[0].stats
+
+
+# -- the reader: scan, prefilter, read_head ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=_ids)
+def test_scan_hands_over_what_iteration_yields(capture: Path) -> None:
+    with open_capture(capture) as cap:
+        iterated = _records(cap)
+        warnings = list(cap.warnings)
+    scanned: list[Record] = []
+    with open_capture(capture) as cap:
+        cap.scan(lambda *rec: scanned.append(rec))  # type: ignore[arg-type]
+        assert cap.warnings == warnings
+    assert _records(scanned) == iterated
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=_ids)
+def test_read_head_then_reading_misses_nothing(capture: Path) -> None:
+    with open_capture(capture) as cap:
+        iterated = _records(cap)
+        linktypes, secrets = set(cap.linktypes), list(cap.secrets)
+    with open_capture(capture) as cap:
+        cap.read_head()
+        if iterated:
+            assert iterated[0][2] in cap.linktypes
+        assert _records(cap) == iterated
+        assert cap.linktypes == linktypes and cap.secrets == secrets
+    scanned: list[Record] = []
+    with open_capture(capture) as cap:
+        cap.read_head()
+        cap.scan(lambda *rec: scanned.append(rec))  # type: ignore[arg-type]
+    assert _records(scanned) == iterated
+
+
+def test_read_head_finds_embedded_secrets_before_any_frame() -> None:
+    capture = ROOT / "sample_captures" / "08-ucwa-mobile-oauth-tls.pcapng"
+    with open_capture(capture) as cap:
+        cap.read_head()
+        assert cap.secrets and cap.frames == 0
+        assert cap.linktypes == {1}
+
+
+def test_prefilter_drops_only_judged_frames_and_counts_them() -> None:
+    capture = ROOT / "sample_captures" / "11-background-noise.pcapng"
+    ticks: list[float] = []
+    pre = Prefilter(UDP_PORTS, {}, 0, ticks.append, 64)
+    kept: list[Record] = []
+    with open_capture(capture) as cap:
+        cap.scan(lambda *rec: kept.append(rec), pre)  # type: ignore[arg-type]
+    with open_capture(capture) as cap:
+        every = _records(cap)
+    assert pre.udp > 700 and pre.tcp == 0  # the RTP-like stream; no TCP entry is marked ignored
+    assert len(kept) + pre.udp == len(every)
+    assert pre.bytes == sum(w for *_, w in every) - sum(w for *_, w in kept)
+    assert ticks == [every[n - 1][1] for n in range(64, len(every) + 1, 64)]
+    kept_frames = {r[0] for r in kept}
+    for frame, _ts, _lt, data, _w in every:
+        if frame not in kept_frames:
+            assert data[23] == 17 and int.from_bytes(data[34:36], "big") not in UDP_PORTS
+
+
+def test_prefilter_wants_a_power_of_two() -> None:
+    with pytest.raises(ValueError):
+        Prefilter(None, {}, 0, lambda ts: None, 100)
+
+
+# -- the flows layer: scanning with a prefilter is feeding frame by frame ---------------------------
+
+
+def _engine_run(capture: Path, source: str, udp_ports: frozenset[int] | None) -> tuple[str, dict[str, int]]:
+    engine = Engine()
+    dispatcher = Dispatcher(engine.tcp_selector, engine.udp_handler, udp_ports=udp_ports)
+    with open_capture(capture) as cap:
+        dispatcher.run(cap if source == "scan" else iter(cap))
+        info = CaptureInfo(str(capture), cap.format, dispatcher.stats["packets"], False, dispatcher.warnings)
+    engine.finish()
+    analysis = Analysis([info], engine.steps, engine.auth, engine.tls)
+    return _document(analysis), dict(dispatcher.stats)
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=_ids)
+def test_scanned_capture_gives_the_fed_capture_results(capture: Path) -> None:
+    assert _engine_run(capture, "scan", UDP_PORTS) == _engine_run(capture, "iterate", UDP_PORTS)
+    assert _engine_run(capture, "scan", None) == _engine_run(capture, "iterate", None)
+
+
+@pytest.mark.parametrize("name", ["10-password-spray.pcapng", "11-background-noise.pcapng"])
+def test_housekeeping_happens_at_the_same_packets(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # sweeps every 16 packets instead of every 65536: the prefilter's ticks must match feed's own
+    monkeypatch.setattr(dispatch, "HOUSEKEEPING_EVERY", 16)
+    monkeypatch.setattr(dispatch, "SWEEP_SECONDS", 1.0)
+    capture = ROOT / "sample_captures" / name
+    scanned, scanned_stats = _engine_run(capture, "scan", UDP_PORTS)
+    fed, fed_stats = _engine_run(capture, "iterate", UDP_PORTS)
+    assert scanned == fed and scanned_stats == fed_stats
+    assert fed_stats["tcp.table_evictions"] > 0
+
+
+def test_run_accepts_plain_records() -> None:
+    capture = ROOT / "sample_captures" / "02-desktop-external-ntlm.pcapng"
+    with open_capture(capture) as cap:
+        records = _records(cap)
+    engine = Engine()
+    dispatcher = Dispatcher(engine.tcp_selector, engine.udp_handler)
+    dispatcher.run(records)
+    assert dispatcher.stats["packets"] == len(records) and engine.steps
+
+
+# -- a generated benchmark capture --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    path = tmp_path_factory.mktemp("bench") / "bench-40.pcapng"
+    summary = generate(path, signins=40, seed=7)
+    return path, summary
+
+
+def test_generated_capture_fast_is_full_and_finds_every_signin(generated: tuple[Path, dict[str, Any]]) -> None:
+    path, summary = generated
+    fast = lyncpcap.analyze(path)
+    full = lyncpcap.analyze(path, full=True)
+    assert _document(fast) == _document(full)
+    assert fast.captures[0].stats == full.captures[0].stats
+    assert len(fast.session_list) == summary["signins"] == 40
+    outcomes: dict[str, int] = {}
+    for s in fast.session_list:
+        outcomes[s.outcome] = outcomes.get(s.outcome, 0) + 1
+    assert outcomes == summary["outcomes"]
+    assert len({s.client_address for s in fast.session_list}) > 30  # distinct sign-ins, not copies
+    assert fast.captures[0].stats["udp"] > fast.captures[0].stats["packets"] // 3  # media dominates
+
+
+def test_generated_capture_is_deterministic(generated: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    path, _summary = generated
+    again = tmp_path / "again.pcapng"
+    generate(again, signins=40, seed=7)
+    assert again.read_bytes() == path.read_bytes()
+    generate(tmp_path / "other.pcap", signins=40, seed=8, fmt="pcap")
+    with open_capture(tmp_path / "other.pcap") as cap:
+        assert isinstance(cap, Capture) and cap.format == "pcap"
+        frames = sum(1 for _ in cap)
+    assert frames > 1000
