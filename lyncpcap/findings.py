@@ -11,7 +11,7 @@ import itertools
 from collections import defaultdict
 from dataclasses import dataclass
 
-from lyncpcap.model import DOMAIN_CREDENTIALS, AuthExchange, Finding, Session, Step
+from lyncpcap.model import DOMAIN_CREDENTIALS, SEVERITIES, AuthExchange, Finding, Session, Step
 from lyncpcap.steps.common import account_key
 
 PASSIVE_ADVICE = (
@@ -264,7 +264,8 @@ def build(sessions: list[Session], steps: list[Step], auth: list[AuthExchange], 
                 ),
             )
         )
-    return findings
+    order = {sev: i for i, sev in enumerate(SEVERITIES)}
+    return sorted(findings, key=lambda f: order[f.severity])  # stable: same-severity findings keep their order
 
 
 # ----------------------------------------------------------------------------------------------

@@ -201,15 +201,17 @@ STRONG = ("AccessLocation", "X-MS-Namespace", "ms-user-logon-data")
 def _location(steps: list[Step], client: str) -> tuple[str, list[str]]:
     strong: Counter[str] = Counter()
     medium: Counter[str] = Counter()
-    evidence: list[str] = []
+    seen: dict[tuple[str, str], list[int]] = {}  # (verdict, signal) → frames, first seen first
     for s in steps:
         for e in s.evidence:
             if e.kind == "location":
                 bucket = strong if e.source.startswith(STRONG) else medium
                 bucket[e.value] += 1
-                line = f"{e.value}: {e.source} (frame {s.frame})"
-                if line not in evidence:
-                    evidence.append(line)
+                seen.setdefault((e.value, e.source), []).append(s.frame)
+    evidence = [
+        f"{value}: {source} (frame {frames[0]}" + (f", and {len(frames) - 1} more)" if len(frames) > 1 else ")")
+        for (value, source), frames in seen.items()
+    ]
     # which lyncdiscover name the client could use
     disc = {s.facts.get("discover"): s for s in steps if s.step == "dns" and s.facts.get("discover")}
     internal_dns = disc.get("internal")

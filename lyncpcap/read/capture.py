@@ -381,7 +381,9 @@ class Capture:
         self._linktype = network & 0xFFFF
         self.linktypes.add(self._linktype)
 
-    def _pcap_records(self, feed: Feed | None = None, pre: Prefilter | None = None) -> Iterator[Record]:
+    def _pcap_records(self, feed: Feed | None = None, pre: Prefilter | None = None) -> _Reader:
+        """Yields records (or, with `feed`, hands them over and yields nothing); (feed, prefilter) sent
+        in at a yield switches to handing over for the rest of the file."""
         order = self._order
         unpack = struct.Struct(order + "IIII").unpack_from
         # the record header and the packet fields the prefilter reads, in one unpack
@@ -402,75 +404,67 @@ class Capture:
         n_udp = n_tcp = n_bytes = 0
         try:
             while True:
+                whole = False  # the record and the fields of the prefilter are in the buffer
                 if end - off >= hot_len:
                     sec, frac, caplen, wirelen, etype, vihl, _total, frag, proto, sport, dport, flags = hot(buf, off)
                     stop = off + 16 + caplen
-                    if caplen <= MAX_PACKET and stop <= end:
-                        if caplen > snaplen:
-                            over_snaplen += 1
-                        frame += 1
-                        if pre is not None:
-                            if not frame & mask:
-                                pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
-                                pre.tick(sec + frac / divisor)
-                                floor = pre.tcp_floor
-                            if judge and caplen >= _MIN_JUDGED and etype == eth and vihl == 0x45 and not frag & fragment:
-                                if proto == 17:
-                                    if udp_ports is not None and sport not in udp_ports and dport not in udp_ports:
-                                        n_udp += 1
-                                        n_bytes += wirelen
-                                        off = stop
-                                        continue
-                                elif proto == 6 and not flags & _TCP_FIN_SYN_RST:
-                                    entry = table.get(buf[off + 42 : off + 54])
-                                    if entry.__class__ is int and entry >= floor:  # type: ignore[operator]
-                                        n_tcp += 1
-                                        n_bytes += wirelen
-                                        off = stop
-                                        continue
-                        if feed is None:
-                            yield frame, sec + frac / divisor, linktype, buf[off + 16 : stop], wirelen
-                        else:
-                            feed(frame, sec + frac / divisor, linktype, buf[off + 16 : stop], wirelen)
-                        off = stop
-                        continue
-                # the general path: short records, the end of the buffer, damage
-                if end - off < 16:
-                    buf, off = self._more(buf, off, 16)
-                    end = len(buf)
+                    whole = caplen <= MAX_PACKET and stop <= end
+                if not whole:  # short records, the end of the buffer, damage
                     if end - off < 16:
-                        if end > off:
-                            self.warnings.append(f"truncated record at end of file (frame {frame + 1})")
+                        buf, off = self._more(buf, off, 16)
+                        end = len(buf)
+                        if end - off < 16:
+                            if end > off:
+                                self.warnings.append(f"truncated record at end of file (frame {frame + 1})")
+                            break
+                    sec, frac, caplen, wirelen = unpack(buf, off)
+                    stop = off + 16 + caplen
+                    if caplen > MAX_PACKET:
+                        self.warnings.append(
+                            f"record of frame {frame + 1} claims {caplen} captured bytes (more than "
+                            f"{MAX_PACKET}): the file is damaged there; stopped reading"
+                        )
                         break
-                sec, frac, caplen, wirelen = unpack(buf, off)
-                start = off + 16
-                stop = start + caplen
-                if caplen > MAX_PACKET:
-                    self.warnings.append(
-                        f"record of frame {frame + 1} claims {caplen} captured bytes (more than "
-                        f"{MAX_PACKET}): the file is damaged there; stopped reading"
-                    )
-                    break
-                if stop > end:
-                    buf, off = self._more(buf, off, 16 + caplen)
-                    end = len(buf)
-                    start = off + 16
-                    stop = start + caplen
                     if stop > end:
-                        self.warnings.append(f"truncated record at end of file (frame {frame + 1})")
-                        break
+                        buf, off = self._more(buf, off, 16 + caplen)
+                        end = len(buf)
+                        stop = off + 16 + caplen
+                        if stop > end:
+                            self.warnings.append(f"truncated record at end of file (frame {frame + 1})")
+                            break
                 if caplen > snaplen:
                     over_snaplen += 1
                 frame += 1
-                if pre is not None and not frame & mask:
-                    pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
-                    pre.tick(sec + frac / divisor)
-                    floor = pre.tcp_floor
-                if feed is None:
-                    yield frame, sec + frac / divisor, linktype, buf[start:stop], wirelen
-                else:
-                    feed(frame, sec + frac / divisor, linktype, buf[start:stop], wirelen)
+                if pre is not None:
+                    if not frame & mask:
+                        pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
+                        pre.tick(sec + frac / divisor)
+                        floor = pre.tcp_floor
+                    if whole and judge and caplen >= _MIN_JUDGED and etype == eth and vihl == 0x45 and not frag & fragment:
+                        if proto == 17:
+                            if udp_ports is not None and sport not in udp_ports and dport not in udp_ports:
+                                n_udp += 1
+                                n_bytes += wirelen
+                                off = stop
+                                continue
+                        elif proto == 6 and not flags & _TCP_FIN_SYN_RST:
+                            entry = table.get(buf[off + 42 : off + 54])
+                            if entry.__class__ is int and entry >= floor:  # type: ignore[operator]
+                                n_tcp += 1
+                                n_bytes += wirelen
+                                off = stop
+                                continue
+                data = buf[off + 16 : stop]
                 off = stop
+                if feed is not None:
+                    feed(frame, sec + frac / divisor, linktype, data, wirelen)
+                    continue
+                got = yield frame, sec + frac / divisor, linktype, data, wirelen
+                if got is not None:  # from now on, hand over
+                    feed, pre = got
+                    judge = pre is not None and linktype == _LINK_ETHERNET
+                    mask, table, floor, wire = _prefilter_state(pre)
+                    eth, fragment, udp_ports = wire[order]
         finally:
             if pre is not None:
                 pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
@@ -485,9 +479,9 @@ class Capture:
     def _pcapng_records(
         self, feed: Feed | None = None, pre: Prefilter | None = None, pause: bool = False
     ) -> _Reader:
-        """Yields records (or, with `feed`, hands them over and yields nothing).  With `pause`, first
-        yields None in front of the first frame; what is then sent in, (feed, prefilter) or None,
-        says how to go on."""
+        """Yields records (or, with `feed`, hands them over and yields nothing); (feed, prefilter) sent
+        in at a yield switches to handing over for the rest of the file.  With `pause`, first yields
+        None in front of the first frame."""
         structs: dict[str, dict[str, Callable[..., tuple[int, ...]]]] = {
             order: {
                 name: struct.Struct(order + fmt).unpack_from
@@ -528,197 +522,200 @@ class Capture:
         warn = self.warnings.append
         try:
             while True:
-                if end - off >= hot_len and not pause:
-                    btype, blen, ifid, ts_high, ts_low, caplen, wirelen, etype, vihl, _total, frag, proto, sport, dport, flags = hot(buf, off)
-                    if (
-                        btype == _BT_EPB
-                        and 32 <= blen <= MAX_BLOCK
-                        and not blen & 3
-                        and blen <= end - off
-                        and caplen <= blen - 32
-                        and ifid < len(interfaces)
-                        and u32(buf, off + blen - 4)[0] == blen
-                    ):
-                        linktype, divisor, tsoffset, _snap = interfaces[ifid]
-                        frame += 1
-                        if pre is not None:
-                            packets += 1
-                            if not packets & mask:
-                                pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
-                                pre.tick(((ts_high << 32) | ts_low) / divisor + tsoffset)
-                                floor = pre.tcp_floor
-                            if (
-                                linktype == _LINK_ETHERNET
-                                and caplen >= _MIN_JUDGED
-                                and etype == eth
-                                and vihl == 0x45
-                                and not frag & fragment
-                            ):
-                                if proto == 17:
-                                    if udp_ports is not None and sport not in udp_ports and dport not in udp_ports:
-                                        n_udp += 1
-                                        n_bytes += wirelen
-                                        prev_raw = (ts_high, ts_low, divisor, tsoffset)
-                                        off += blen
-                                        continue
-                                elif proto == 6 and not flags & _TCP_FIN_SYN_RST:
-                                    entry = table.get(buf[off + 54 : off + 66])
-                                    if entry.__class__ is int and entry >= floor:  # type: ignore[operator]
-                                        n_tcp += 1
-                                        n_bytes += wirelen
-                                        prev_raw = (ts_high, ts_low, divisor, tsoffset)
-                                        off += blen
-                                        continue
-                        prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
-                        prev_raw = None
-                        if feed is None:
-                            yield frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen
-                        else:
-                            feed(frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen)
-                        off += blen
-                        continue
-                # the general path: other blocks, short blocks, the end of the buffer, damage
-                if end - off < 12:
-                    buf, off = self._more(buf, off, 12)
-                    end = len(buf)
-                    if end - off < 12:
-                        if end > off:
-                            warn(f"truncated block at end of file (after frame {frame})")
-                        break
-                btype, blen = block_head(buf, off)
-                if btype == _BT_SHB:
-                    if end - off < 16:
-                        buf, off = self._more(buf, off, 16)
-                        end = len(buf)
-                        if end - off < 16:
-                            warn(f"truncated section header block at end of file (after frame {frame})")
-                            break
-                    bom = buf[off + 8 : off + 12]
-                    if bom == _BOM_LE:
-                        order = "<"
-                    elif bom == _BOM_BE:
-                        order = ">"
-                    else:
-                        warn(
-                            f"damaged section header at frame {frame + 1} (byte-order magic {_hex(bom)}); stopped reading"
-                        )
-                        break
-                    s = structs[order]
-                    block_head, u32, epb, hot = s["II"], s["I"], s["epb"], s["hot"]
-                    eth, fragment, udp_ports = wire[order]
-                    btype, blen = block_head(buf, off)
-                    interfaces = []
-                if pause and (btype in (_BT_EPB, _BT_SPB, _BT_PB) or btype in _FRAME_ONLY_BLOCKS):
-                    pause = False
-                    got = yield None
-                    if got is not None:
-                        feed, pre = got
-                        mask, table, floor, wire = _prefilter_state(pre)
-                        eth, fragment, udp_ports = wire[order]
-                if blen < 12 or blen & 3 or blen > MAX_BLOCK:
-                    warn(
-                        f"damaged block (type 0x{btype:08x}, length {blen}) after frame {frame}: "
-                        "stopped reading"
-                    )
-                    break
-                if end - off < blen:
-                    buf, off = self._more(buf, off, blen)
-                    end = len(buf)
-                    if end - off < blen:
-                        what = (
-                            f"frame {frame + 1}"
-                            if btype in (_BT_EPB, _BT_SPB, _BT_PB)
-                            else f"after frame {frame}"
-                        )
-                        warn(f"truncated record at end of file ({what})")
-                        break
-                if u32(buf, off + blen - 4)[0] != blen:
-                    warn(
-                        f"damaged block (type 0x{btype:08x}): its trailing length does not match, "
-                        f"after frame {frame}; stopped reading"
-                    )
-                    break
                 record: Record | None = None
-                if btype == _BT_EPB:
-                    if blen < 32:
-                        warn(f"damaged enhanced packet block at frame {frame + 1}; stopped reading")
-                        break
-                    ifid, ts_high, ts_low, caplen, wirelen = epb(buf, off + 8)
-                    if caplen > blen - 32:
-                        warn(
-                            f"damaged enhanced packet block at frame {frame + 1} (captured length {caplen}); stopped reading"
-                        )
-                        break
-                    if ifid >= len(interfaces):
-                        warn(f"frame {frame + 1} refers to undefined interface {ifid}; stopped reading")
-                        break
+                if (
+                    end - off >= hot_len
+                    and not pause
+                    and (fields := hot(buf, off))[0] == _BT_EPB
+                    and 32 <= (blen := fields[1]) <= MAX_BLOCK
+                    and not blen & 3
+                    and blen <= end - off
+                    and fields[5] <= blen - 32
+                    and fields[2] < len(interfaces)
+                    and u32(buf, off + blen - 4)[0] == blen
+                ):
+                    # an enhanced packet block, whole in the buffer: the common case, in one unpack
+                    _bt, _bl, ifid, ts_high, ts_low, caplen, wirelen, etype, vihl, _total, frag, proto, sport, dport, flags = fields
                     linktype, divisor, tsoffset, _snap = interfaces[ifid]
                     frame += 1
-                    prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
-                    prev_raw = None
-                    record = frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen
-                elif btype == _BT_IDB:
-                    if blen < 20:
-                        warn(f"damaged interface description block after frame {frame}; stopped reading")
-                        break
-                    interfaces.append(self._interface(buf, off, blen, s))
-                    self.linktypes.add(interfaces[-1][0])
-                elif btype == _BT_SPB:
-                    if blen < 16:
-                        warn(f"damaged simple packet block at frame {frame + 1}; stopped reading")
-                        break
-                    if not interfaces:
-                        warn(
-                            f"frame {frame + 1} (simple packet block) comes before any interface; stopped reading"
-                        )
-                        break
-                    linktype, _div, _tsoff, snap = interfaces[0]
-                    wirelen = u32(buf, off + 8)[0]
-                    caplen = min(wirelen, blen - 16)
-                    if snap:
-                        caplen = min(caplen, snap)
-                    frame += 1
-                    if prev_raw is not None:  # the packet before was dropped unseen: its time is needed now
-                        ts_high, ts_low, divisor, tsoffset = prev_raw
-                        prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
-                        prev_raw = None
-                    record = frame, prev_ts, linktype, buf[off + 12 : off + 12 + caplen], wirelen
-                elif btype == _BT_PB:
-                    if blen < 32:
-                        warn(f"damaged packet block at frame {frame + 1}; stopped reading")
-                        break
-                    ifid, _drops, ts_high, ts_low, caplen, wirelen = s["pb"](buf, off + 8)
-                    if caplen > blen - 32 or ifid >= len(interfaces):
-                        warn(f"damaged packet block at frame {frame + 1}; stopped reading")
-                        break
-                    linktype, divisor, tsoffset, _snap = interfaces[ifid]
-                    frame += 1
-                    prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
-                    prev_raw = None
-                    record = frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen
-                elif btype == _BT_DSB:
-                    if blen < 20:
-                        warn(f"damaged decryption secrets block after frame {frame}; stopped reading")
-                        break
-                    stype, slen = s["II"](buf, off + 8)
-                    if slen > blen - 20:
-                        warn(f"damaged decryption secrets block after frame {frame}; stopped reading")
-                        break
-                    self.secrets.append((stype, buf[off + 16 : off + 16 + slen]))
-                elif btype in _FRAME_ONLY_BLOCKS:
-                    frame += 1
-                off += blen
-                if record is not None:
+                    packets += 1
                     if pre is not None:
-                        packets += 1
                         if not packets & mask:
                             pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
-                            pre.tick(record[1])
+                            pre.tick(((ts_high << 32) | ts_low) / divisor + tsoffset)
                             floor = pre.tcp_floor
-                    if feed is None:
-                        yield record
-                    else:
-                        feed(*record)
+                        if (
+                            linktype == _LINK_ETHERNET
+                            and caplen >= _MIN_JUDGED
+                            and etype == eth
+                            and vihl == 0x45
+                            and not frag & fragment
+                        ):
+                            if proto == 17:
+                                if udp_ports is not None and sport not in udp_ports and dport not in udp_ports:
+                                    n_udp += 1
+                                    n_bytes += wirelen
+                                    prev_raw = (ts_high, ts_low, divisor, tsoffset)
+                                    off += blen
+                                    continue
+                            elif proto == 6 and not flags & _TCP_FIN_SYN_RST:
+                                entry = table.get(buf[off + 54 : off + 66])
+                                if entry.__class__ is int and entry >= floor:  # type: ignore[operator]
+                                    n_tcp += 1
+                                    n_bytes += wirelen
+                                    prev_raw = (ts_high, ts_low, divisor, tsoffset)
+                                    off += blen
+                                    continue
+                    prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
+                    prev_raw = None
+                    record = frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen
+                    off += blen
+                else:
+                    # the general path: other blocks, short blocks, the end of the buffer, damage
+                    if end - off < 12:
+                        buf, off = self._more(buf, off, 12)
+                        end = len(buf)
+                        if end - off < 12:
+                            if end > off:
+                                warn(f"truncated block at end of file (after frame {frame})")
+                            break
+                    btype, blen = block_head(buf, off)
+                    if btype == _BT_SHB:
+                        if end - off < 16:
+                            buf, off = self._more(buf, off, 16)
+                            end = len(buf)
+                            if end - off < 16:
+                                warn(f"truncated section header block at end of file (after frame {frame})")
+                                break
+                        bom = buf[off + 8 : off + 12]
+                        if bom == _BOM_LE:
+                            order = "<"
+                        elif bom == _BOM_BE:
+                            order = ">"
+                        else:
+                            warn(
+                                f"damaged section header at frame {frame + 1} (byte-order magic {_hex(bom)}); stopped reading"
+                            )
+                            break
+                        s = structs[order]
+                        block_head, u32, epb, hot = s["II"], s["I"], s["epb"], s["hot"]
+                        eth, fragment, udp_ports = wire[order]
+                        btype, blen = block_head(buf, off)
+                        interfaces = []
+                    if pause and (btype in (_BT_EPB, _BT_SPB, _BT_PB) or btype in _FRAME_ONLY_BLOCKS):
+                        pause = False
+                        got = yield None
+                        if got is not None:
+                            feed, pre = got
+                            mask, table, floor, wire = _prefilter_state(pre)
+                            eth, fragment, udp_ports = wire[order]
+                    if blen < 12 or blen & 3 or blen > MAX_BLOCK:
+                        warn(
+                            f"damaged block (type 0x{btype:08x}, length {blen}) after frame {frame}: "
+                            "stopped reading"
+                        )
+                        break
+                    if end - off < blen:
+                        buf, off = self._more(buf, off, blen)
+                        end = len(buf)
+                        if end - off < blen:
+                            what = (
+                                f"frame {frame + 1}"
+                                if btype in (_BT_EPB, _BT_SPB, _BT_PB)
+                                else f"after frame {frame}"
+                            )
+                            warn(f"truncated record at end of file ({what})")
+                            break
+                    if u32(buf, off + blen - 4)[0] != blen:
+                        warn(
+                            f"damaged block (type 0x{btype:08x}): its trailing length does not match, "
+                            f"after frame {frame}; stopped reading"
+                        )
+                        break
+                    if btype == _BT_EPB:
+                        if blen < 32:
+                            warn(f"damaged enhanced packet block at frame {frame + 1}; stopped reading")
+                            break
+                        ifid, ts_high, ts_low, caplen, wirelen = epb(buf, off + 8)
+                        if caplen > blen - 32:
+                            warn(
+                                f"damaged enhanced packet block at frame {frame + 1} (captured length {caplen}); stopped reading"
+                            )
+                            break
+                        if ifid >= len(interfaces):
+                            warn(f"frame {frame + 1} refers to undefined interface {ifid}; stopped reading")
+                            break
+                        linktype, divisor, tsoffset, _snap = interfaces[ifid]
+                        frame += 1
+                        prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
+                        prev_raw = None
+                        record = frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen
+                    elif btype == _BT_IDB:
+                        if blen < 20:
+                            warn(f"damaged interface description block after frame {frame}; stopped reading")
+                            break
+                        interfaces.append(self._interface(buf, off, blen, s))
+                        self.linktypes.add(interfaces[-1][0])
+                    elif btype == _BT_SPB:
+                        if blen < 16:
+                            warn(f"damaged simple packet block at frame {frame + 1}; stopped reading")
+                            break
+                        if not interfaces:
+                            warn(
+                                f"frame {frame + 1} (simple packet block) comes before any interface; stopped reading"
+                            )
+                            break
+                        linktype, _div, _tsoff, snap = interfaces[0]
+                        wirelen = u32(buf, off + 8)[0]
+                        caplen = min(wirelen, blen - 16)
+                        if snap:
+                            caplen = min(caplen, snap)
+                        frame += 1
+                        if prev_raw is not None:  # the packet before was dropped unseen: its time is needed now
+                            ts_high, ts_low, divisor, tsoffset = prev_raw
+                            prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
+                            prev_raw = None
+                        record = frame, prev_ts, linktype, buf[off + 12 : off + 12 + caplen], wirelen
+                    elif btype == _BT_PB:
+                        if blen < 32:
+                            warn(f"damaged packet block at frame {frame + 1}; stopped reading")
+                            break
+                        ifid, _drops, ts_high, ts_low, caplen, wirelen = s["pb"](buf, off + 8)
+                        if caplen > blen - 32 or ifid >= len(interfaces):
+                            warn(f"damaged packet block at frame {frame + 1}; stopped reading")
+                            break
+                        linktype, divisor, tsoffset, _snap = interfaces[ifid]
+                        frame += 1
+                        prev_ts = ((ts_high << 32) | ts_low) / divisor + tsoffset
+                        prev_raw = None
+                        record = frame, prev_ts, linktype, buf[off + 28 : off + 28 + caplen], wirelen
+                    elif btype == _BT_DSB:
+                        if blen < 20:
+                            warn(f"damaged decryption secrets block after frame {frame}; stopped reading")
+                            break
+                        stype, slen = s["II"](buf, off + 8)
+                        if slen > blen - 20:
+                            warn(f"damaged decryption secrets block after frame {frame}; stopped reading")
+                            break
+                        self.secrets.append((stype, buf[off + 16 : off + 16 + slen]))
+                    elif btype in _FRAME_ONLY_BLOCKS:
+                        frame += 1
+                    off += blen
+                    if record is None:
+                        continue
+                    packets += 1
+                    if pre is not None and not packets & mask:
+                        pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
+                        pre.tick(record[1])
+                        floor = pre.tcp_floor
+                if feed is not None:
+                    feed(*record)
+                    continue
+                got = yield record
+                if got is not None:  # from now on, hand over
+                    feed, pre = got
+                    mask, table, floor, wire = _prefilter_state(pre)
+                    eth, fragment, udp_ports = wire[order]
         finally:
             if pre is not None:
                 pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
