@@ -372,6 +372,7 @@ class _TlsDecryption:
         self.run: ExportRun | None = None
         self.tshark: Tshark | None = None
         self.unavailable: str | None = None
+        self.streams = 0  # connections (or tunnels) whose plaintext tshark gave
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if keylog is not None or self.rsa_keys:
             self._start()
@@ -413,7 +414,10 @@ class _TlsDecryption:
                     f" (alert {', '.join(tls.ALERT_DESCRIPTIONS.get(a[2], str(a[2])) for a in t.alerts)})" if t.alerts else ""
                 )
         carrying = [t for t in engine.tls if t.application_data]
-        if not carrying:
+        # TLS inside an HTTP proxy's CONNECT tunnel looks like HTTP to the plaintext read; tshark
+        # follows the tunnel (its PDUs carry the tunnel's target port, not the proxy's)
+        tunnels = self.run is not None and any(s.method == "CONNECT" for s in engine.steps)
+        if not carrying and not tunnels:
             return []
         if self.unavailable is not None:
             raise CaptureError(self.path, self.unavailable)
@@ -446,6 +450,7 @@ class _TlsDecryption:
         problem = self.run.wait()
         warnings = [problem] if problem else []
         streams.finish()
+        self.streams = len(streams.streams_seen)
         if damaged:
             warnings.append(f"{damaged} decrypted records from tshark could not be read")
         for t in engine.tls:
@@ -553,7 +558,7 @@ def analyse_file(
             format=cap.format,
             compressed=cap.compressed,
             packets=stats.get("packets", 0) + (exported.frames if exported is not None else 0),
-            decrypted=any(t.decrypted for t in engine.tls) or bool(exported and exported.streams.connections),
+            decrypted=bool(decryption.streams) or bool(exported and exported.streams.connections),
             warnings=warnings,
             stats=stats,
             steps=engine.steps,

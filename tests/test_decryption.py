@@ -30,6 +30,7 @@ from lyncpcap.lab.netsim import Network
 from lyncpcap.lab.pcapwriter import write_pcapng
 from lyncpcap.lab.scenarios import CATALOGUE, Spec
 from lyncpcap.read import open_capture
+from lyncpcap.read import tshark as tshark_module
 from lyncpcap.read.pdu import LINKTYPE_WIRESHARK_UPPER_PDU, build_exported_pdu, parse_exported_pdu
 from lyncpcap.read.tshark import ExportRun, KeyLog, RsaKey, _follow_pcapng, find_tshark
 
@@ -120,6 +121,14 @@ def test_illustrated_tls_ping_pong_is_decrypted_in_its_frames(version: str, tsha
     a = lyncpcap.analyze(capture, keylog=keylog)
     assert [t.decrypted for t in a.tls_list] == [True]
     assert not a.step_list  # ping/pong is neither HTTP nor SIP
+
+
+def test_tshark_without_the_speed_options_is_run_without_them(tshark: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another tshark may name its heuristic dissectors differently: it refuses the option, and
+    the export runs again without it."""
+    monkeypatch.setattr(tshark_module, "SPEED_OPTIONS", ("--disable-heuristic", "no_such_heuristic_xyz"))
+    a = lyncpcap.analyze(EXTERNAL_TLS, keylog=EXTERNAL_KEYLOG)
+    assert not differences(a, load(truth_path(EXTERNAL_TLS))) and a.captures[0].warnings == []
 
 
 @pytest.mark.parametrize("nanoseconds", [False, True])
@@ -275,6 +284,31 @@ def _exchange(path: Path, *, kx: str = "ecdhe", version: str = "1.2", ciphers: s
         key = pki.rsa_key_pem(WEB_FQDN)
     net.write_pcapng(path)
     return keylog, key
+
+
+def test_tls_inside_a_proxy_connect_tunnel(tmp_path: Path, tshark: str) -> None:
+    """A client behind an HTTP proxy: CONNECT in clear, then TLS on the same TCP connection."""
+    net = Network(9, datetime(2014, 2, 20, 8, 0, tzinfo=UTC))
+    client, proxy = net.host("pc", "10.0.10.9"), net.host("proxy", "10.0.0.80")
+    keylog: list[str] = []
+    with tlssim.Pki() as pki:
+        tcp = net.tcp(client, proxy, 8080)
+        tcp.send(b"CONNECT lyncweb.contoso.com:443 HTTP/1.1\r\nHost: lyncweb.contoso.com:443\r\n\r\n")
+        tcp.reply(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        conn = tlssim.TlsConn(tcp, pki, [WEB_FQDN], sni=WEB_FQDN, keylog=keylog)
+        conn.send(lync.request("GET", "/Autodiscover/AutodiscoverService.svc/root", WEB_FQDN))
+        conn.reply(lync.response(200, body=b"{}", content_type="application/json", ts=net.now))
+        conn.close()
+    capture, keys = tmp_path / "proxy.pcapng", tmp_path / "proxy.keylog"
+    net.write_pcapng(capture)
+    keys.write_text("\n".join(keylog) + "\n")
+    a = lyncpcap.analyze(capture, keylog=keys)
+    inner = [s for s in a.step_list if s.transport == "tls"]
+    assert [(s.step, s.url, s.status, s.src, s.dst) for s in inner] == [
+        ("autodiscover", f"https://{WEB_FQDN}/Autodiscover/AutodiscoverService.svc/root", 200, "10.0.10.9", "10.0.0.80")
+    ]
+    assert a.captures[0].decrypted
+    assert [s.method for s in a.step_list if s.transport == "tcp"] == ["CONNECT"]
 
 
 def test_tls13_connection_is_decrypted_with_traffic_secrets(tmp_path: Path, tshark: str) -> None:

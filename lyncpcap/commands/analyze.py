@@ -19,6 +19,7 @@ from lyncpcap.commands.common import (
     run_analysis,
     stdout_console,
     write_output,
+    write_stream,
 )
 
 FORMATS: tuple[str, ...] = ("table", "json", "jsonl", "csv", "markdown", "html")
@@ -100,7 +101,8 @@ def analyze_command(
     elif chosen == "json":
         from lyncpcap.report import exports
 
-        write_output(exports.json_text(analysis, reveal), output)
+        doc = exports.document(analysis, reveal)
+        write_stream(lambda out: exports.write_json(doc, out), output)
     elif chosen == "jsonl":
         from lyncpcap.report import exports
 

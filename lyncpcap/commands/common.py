@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -245,6 +245,18 @@ def write_output(data: str | bytes, output: Path | None) -> None:
     else:
         sys.stdout.write(data)
         sys.stdout.flush()
+
+
+def write_stream(write: Callable[[TextIO], None], output: Path | None) -> None:
+    """`write_output` for text that `write` produces piece by piece into the file it is given."""
+    if output is not None:
+        if output.is_dir():
+            raise UsageProblem(f"--output {output}: is a directory")
+        with output.open("w", encoding="utf-8") as f:
+            write(f)
+        return
+    write(sys.stdout)
+    sys.stdout.flush()
 
 
 def note(message: str, quiet: bool = False) -> None:

@@ -482,8 +482,9 @@ class Dispatcher:
     def run(self, capture: Capture | Iterable[Record], progress: Callable[[int], None] | None = None) -> None:
         """Feed every frame of `capture`, then finish(); progress(capture.position) every 65536 frames.
 
-        A `Capture` is scanned with a prefilter (what `feed` would drop at once is dropped by the
-        reader); any other iterable of records is fed record by record."""
+        A `Capture` (fresh, or after `read_head()`) is scanned with a prefilter: what `feed` would
+        drop at once, the reader drops without making objects of it.  Any other iterable of
+        records is fed record by record."""
         feed = self.feed
         if isinstance(capture, Capture):
             cap = capture
@@ -727,7 +728,8 @@ class Dispatcher:
             counts["tcp.table_entries"] = len(table)  # two per connection being tracked
 
         def prefilter(on_tick: Callable[[], None] | None) -> Prefilter:
-            """What a reader may drop for feed: the packets feed's own fast path would drop."""
+            """What a reader may drop for feed: the packets feed's own fast path would drop.  From
+            now on the reader keeps time for housekeeping."""
             nonlocal pre
 
             def tick(ts: float) -> None:

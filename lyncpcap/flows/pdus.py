@@ -44,8 +44,8 @@ class _Stream:
     last_ts: float = 0.0
     frames: int = 0
     octets: int = 0
-    # per direction: the previous PDU, to drop re-deliveries (see PduStreams.redelivery)
-    previous: list[bytes] = field(default_factory=lambda: [b"", b""])
+    # per direction: the end of the stream so far, to drop re-deliveries (see PduStreams.redelivery)
+    previous: list[bytearray] = field(default_factory=lambda: [bytearray(), bytearray()])
 
 
 def _rank(port: int) -> int:
@@ -60,10 +60,16 @@ class PduStreams:
     `only_known` is set (then it is counted in `unmatched` and dropped).
 
     `redelivery=True` is for exported-PDU files written by Wireshark with TLS application-data
-    desegmentation on: there a PDU the HTTP/SIP dissector found incomplete is exported again,
-    whole, once more records arrived, so a PDU that starts with the previous PDU of the same
-    direction and is longer carries only its tail as new bytes.
+    desegmentation on (its default): there the bytes the HTTP/SIP dissector could not use yet (an
+    incomplete message) are exported again in front of the next record's bytes.  A PDU that starts
+    with what ended the stream so far (at least REDELIVERY_MIN bytes, and not all of the PDU)
+    carries only the rest as new bytes.
     """
+
+    #: shortest repeat taken for a re-delivery (shorter ones are too likely to be chance)
+    REDELIVERY_MIN = 8
+    #: how much of each direction's stream is kept to recognise re-deliveries
+    REDELIVERY_WINDOW = 1 << 20
 
     def __init__(
         self,
@@ -99,11 +105,14 @@ class PduStreams:
             return
         stream, direction = found
         if self.redelivery:
-            prev = stream.previous[direction]
-            stream.previous[direction] = data
-            if prev and len(data) > len(prev) and data.startswith(prev):
-                self.redelivered_bytes += len(prev)
-                data = data[len(prev) :]
+            repeat = self._repeat(stream.previous[direction], data)
+            if repeat:
+                self.redelivered_bytes += repeat
+                data = data[repeat:]
+            tail = stream.previous[direction]
+            tail += data
+            if len(tail) > 2 * self.REDELIVERY_WINDOW:
+                del tail[: len(tail) - self.REDELIVERY_WINDOW]
         stream.last_frame, stream.last_ts = frame, ts
         stream.frames += 1
         stream.octets += len(data)
@@ -113,6 +122,20 @@ class PduStreams:
         sink.on_data(direction, data, ts, frame)
         if getattr(sink, "done", False):
             stream.sink = None
+
+    def _repeat(self, tail: bytearray, data: bytes) -> int:
+        """How many leading bytes of `data` repeat the end of `tail` (0 when none do)."""
+        least = self.REDELIVERY_MIN
+        if len(data) <= least or len(tail) < least:
+            return 0
+        head = data[:least]
+        pos = tail.find(head, max(0, len(tail) - len(data) + 1))
+        while pos >= 0:  # the earliest start gives the longest repeat
+            size = len(tail) - pos
+            if data.startswith(tail[pos:]) and size < len(data):
+                return size
+            pos = tail.find(head, pos + 1)
+        return 0
 
     def finish(self) -> None:
         """The end of the PDUs: every connection is closed (as at the end of a capture)."""

@@ -135,7 +135,15 @@ class Element:
             raise MalformedError(f"{self.describe()} is not constructed")
         if self.depth + 1 > MAX_DEPTH:
             raise MalformedError(f"nesting deeper than {MAX_DEPTH}")
-        return tuple(iter_elements(self.value, depth=self.depth + 1))
+        mv = self.value
+        depth = self.depth + 1
+        out = []
+        pos = 0
+        end = len(mv)
+        while pos < end:
+            element, pos = _read(mv, pos, depth)
+            out.append(element)
+        return tuple(out)
 
     def inner(self) -> Element:
         """The single element inside an EXPLICIT tag."""
@@ -228,18 +236,25 @@ class Element:
 # -- reading TLVs -----------------------------------------------------------------------------
 
 
+_TAG_CLASSES = tuple(TagClass)  # by the two top bits of the identifier octet
+
+
 def read_element(
     data: bytes | bytearray | memoryview, offset: int = 0, *, depth: int = 0
 ) -> tuple[Element, int]:
     """Read one TLV starting at `offset`; return it and the offset just past it."""
-    mv = _view(data)
+    return _read(_view(data), offset, depth)
+
+
+def _read(mv: memoryview, offset: int, depth: int) -> tuple[Element, int]:
+    """`read_element` over a byte memoryview (what children and iteration already hold)."""
     end = len(mv)
     pos = offset
     if pos >= end:
         raise MalformedError("no ASN.1 element: data ends")
     first = mv[pos]
     pos += 1
-    tag_class = TagClass(first >> 6)
+    tag_class = _TAG_CLASSES[first >> 6]
     constructed = bool(first & 0x20)
     number = first & 0x1F
     if number == 0x1F:
@@ -288,7 +303,7 @@ def iter_elements(data: bytes | bytearray | memoryview, *, depth: int = 0) -> It
     mv = _view(data)
     pos = 0
     while pos < len(mv):
-        element, pos = read_element(mv, pos, depth=depth)
+        element, pos = _read(mv, pos, depth)
         yield element
 
 

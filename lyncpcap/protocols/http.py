@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from lyncpcap.errors import MalformedError
 
@@ -135,10 +136,13 @@ class HttpRequest:
 
     @property
     def path(self) -> str:
+        """The origin-form path; "" for CONNECT's authority-form (host:port) and OPTIONS *."""
         t = self.target
         if t.startswith(("http://", "https://")):
             parts = t.split("/", 3)
             t = "/" + (parts[3] if len(parts) > 3 else "")
+        elif self.method == "CONNECT" or t == "*":
+            return ""
         return t
 
 
@@ -708,8 +712,8 @@ def _content_length(headers: Headers) -> int | None:
 
 def parse_query(query: str) -> dict[str, str]:
     """Form/query decoding (first value wins), tolerant of junk."""
-    from urllib.parse import parse_qsl
-
+    if not query:
+        return {}
     out: dict[str, str] = {}
     for k, v in parse_qsl(query, keep_blank_values=True, max_num_fields=200):
         out.setdefault(k, v)

@@ -31,7 +31,7 @@ Record = tuple[int, float, int, bytes, int]
 #: Receives what `Capture.scan` hands over: the fields of a Record, as arguments.
 Feed = Callable[[int, float, int, bytes, int], None]
 _Buffer = bytes | mmap.mmap
-#: A record reader: yields records (None once, at a pause); accepts (feed, prefilter) there.
+#: A record reader: yields records (or None once, at a pause, where it accepts (feed, prefilter)).
 _Reader = Generator["Record | None", "tuple[Feed, Prefilter | None] | None", None]
 
 CHUNK = 1 << 20
@@ -277,9 +277,8 @@ class Capture:
             records, self._paused = self._paused, None
             return cast(Iterator[Record], records)  # past the pause, only records are yielded
         self._start_reading()
-        if self.format == "pcap":
-            return self._pcap_records()
-        return cast(Iterator[Record], self._pcapng_records())  # no pause: only records
+        records = self._pcap_records() if self.format == "pcap" else self._pcapng_records()
+        return cast(Iterator[Record], records)  # without a pause, only records are yielded
 
     def scan(self, feed: Feed, prefilter: Prefilter | None = None) -> None:
         """Read the whole file, calling `feed(frame, ts, linktype, data, wirelen)` for each frame that
@@ -382,8 +381,7 @@ class Capture:
         self.linktypes.add(self._linktype)
 
     def _pcap_records(self, feed: Feed | None = None, pre: Prefilter | None = None) -> _Reader:
-        """Yields records (or, with `feed`, hands them over and yields nothing); (feed, prefilter) sent
-        in at a yield switches to handing over for the rest of the file."""
+        """Yields records (or, with `feed`, hands them over and yields nothing)."""
         order = self._order
         unpack = struct.Struct(order + "IIII").unpack_from
         # the record header and the packet fields the prefilter reads, in one unpack
@@ -456,15 +454,10 @@ class Capture:
                                 continue
                 data = buf[off + 16 : stop]
                 off = stop
-                if feed is not None:
+                if feed is None:
+                    yield frame, sec + frac / divisor, linktype, data, wirelen
+                else:
                     feed(frame, sec + frac / divisor, linktype, data, wirelen)
-                    continue
-                got = yield frame, sec + frac / divisor, linktype, data, wirelen
-                if got is not None:  # from now on, hand over
-                    feed, pre = got
-                    judge = pre is not None and linktype == _LINK_ETHERNET
-                    mask, table, floor, wire = _prefilter_state(pre)
-                    eth, fragment, udp_ports = wire[order]
         finally:
             if pre is not None:
                 pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
@@ -479,9 +472,9 @@ class Capture:
     def _pcapng_records(
         self, feed: Feed | None = None, pre: Prefilter | None = None, pause: bool = False
     ) -> _Reader:
-        """Yields records (or, with `feed`, hands them over and yields nothing); (feed, prefilter) sent
-        in at a yield switches to handing over for the rest of the file.  With `pause`, first yields
-        None in front of the first frame."""
+        """Yields records (or, with `feed`, hands them over and yields nothing).  With `pause`, first
+        yields None in front of the first frame; (feed, prefilter) sent in there says to hand over
+        the rest instead."""
         structs: dict[str, dict[str, Callable[..., tuple[int, ...]]]] = {
             order: {
                 name: struct.Struct(order + fmt).unpack_from
@@ -523,19 +516,19 @@ class Capture:
         try:
             while True:
                 record: Record | None = None
-                if (
-                    end - off >= hot_len
-                    and not pause
-                    and (fields := hot(buf, off))[0] == _BT_EPB
-                    and 32 <= (blen := fields[1]) <= MAX_BLOCK
-                    and not blen & 3
-                    and blen <= end - off
-                    and fields[5] <= blen - 32
-                    and fields[2] < len(interfaces)
-                    and u32(buf, off + blen - 4)[0] == blen
-                ):
-                    # an enhanced packet block, whole in the buffer: the common case, in one unpack
-                    _bt, _bl, ifid, ts_high, ts_low, caplen, wirelen, etype, vihl, _total, frag, proto, sport, dport, flags = fields
+                whole = False  # an enhanced packet block, whole in the buffer: the common case
+                if end - off >= hot_len and not pause:
+                    btype, blen, ifid, ts_high, ts_low, caplen, wirelen, etype, vihl, _total, frag, proto, sport, dport, flags = hot(buf, off)
+                    whole = (
+                        btype == _BT_EPB
+                        and 32 <= blen <= MAX_BLOCK
+                        and not blen & 3
+                        and blen <= end - off
+                        and caplen <= blen - 32
+                        and ifid < len(interfaces)
+                        and u32(buf, off + blen - 4)[0] == blen
+                    )
+                if whole:
                     linktype, divisor, tsoffset, _snap = interfaces[ifid]
                     frame += 1
                     packets += 1
@@ -708,14 +701,10 @@ class Capture:
                         pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
                         pre.tick(record[1])
                         floor = pre.tcp_floor
-                if feed is not None:
+                if feed is None:
+                    yield record
+                else:
                     feed(*record)
-                    continue
-                got = yield record
-                if got is not None:  # from now on, hand over
-                    feed, pre = got
-                    mask, table, floor, wire = _prefilter_state(pre)
-                    eth, fragment, udp_ports = wire[order]
         finally:
             if pre is not None:
                 pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes

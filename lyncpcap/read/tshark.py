@@ -3,10 +3,11 @@
 Wireshark's TLS implementation (1.0–1.3, key logs, embedded Decryption Secrets Blocks, RSA keys) is
 the reference, so lyncpcap does not decrypt anything itself.  One tshark pass exports the plaintext
 of every decrypted TLS record as Wireshark "exported PDUs" (`-U "OSI layer 7"`) into a temporary
-pcapng, with addresses, ports and the original frame number in each PDU's tags (`read/pdu.py`).
+pcapng, with addresses, ports and the original frame number in each PDU's tags (`read/pdu.py`); it
+runs beside lyncpcap's own read of the capture, and its output is decoded while it is written.
 Application-data desegmentation is switched off so each record is exported exactly once, and every
-TLS port is decoded as plain data so no HTTP/SIP dissection is paid for.  Plaintext analysis never
-runs tshark.
+TLS port is decoded as plain data so no HTTP/SIP dissection of the plaintext is paid for.
+Plaintext analysis never runs tshark.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from lyncpcap.protocols import tls
 __all__ = [
     "INSTALL_HINT",
     "MIN_VERSION",
+    "SPEED_OPTIONS",
     "TLS13_CLIENT",
     "TLS13_SERVER",
     "TLS_KEY_LOG_SECRETS",
@@ -220,7 +222,14 @@ def key_options(keylog: Path | None, rsa_keys: Sequence[RsaKey]) -> list[str]:
     return opts
 
 
-def export_command(tshark: Tshark, capture: Path, output: Path, keylog: Path | None, rsa_keys: Sequence[RsaKey]) -> list[str]:
+#: The heuristic HTTP (and HTTP/2) dissectors would still look at every decrypted record; their
+#: names are those of tshark 4.0, and a tshark that does not know them is run without (ExportRun).
+SPEED_OPTIONS = ("--disable-heuristic", "http_tls", "--disable-heuristic", "http2_tls")
+
+
+def export_command(
+    tshark: Tshark, capture: Path, output: Path, keylog: Path | None, rsa_keys: Sequence[RsaKey], *, fast: bool = True
+) -> list[str]:
     return [
         tshark.path,
         "-n",
@@ -231,13 +240,13 @@ def export_command(tshark: Tshark, capture: Path, output: Path, keylog: Path | N
         # one exported PDU per decrypted record, never a record again inside a reassembled PDU
         "-o",
         "tls.desegment_ssl_application_data:FALSE",
-        # every TLS port to plain data: PDUs are exported for any port, no HTTP/SIP parsing is paid
+        # every TLS port to plain data: PDUs are exported for any port and no HTTP/SIP parsing of the
+        # plaintext is paid; HTTP itself stays on for TLS inside proxy CONNECT tunnels
         "-d",
         "tls.port==1-65535,data",
         "--disable-protocol",
-        "http",
-        "--disable-protocol",
         "sip",
+        *(SPEED_OPTIONS if fast else ()),
         "-U",
         EXPORT_TAP,
         "-w",
@@ -263,8 +272,13 @@ class ExportRun:
     def __init__(self, tshark: Tshark, capture: Path, workdir: Path, keylog: Path | None, rsa_keys: Sequence[RsaKey]) -> None:
         self.output = workdir / "decrypted-pdus.pcapng"
         self._stderr_path = workdir / "tshark.stderr"
-        self.command = export_command(tshark, capture, self.output, keylog, rsa_keys)
+        self._args = (tshark, capture, self.output, keylog, tuple(rsa_keys))
         self.damaged: str | None = None  # set when the output ended inside a block
+        self._launch(fast=True)
+
+    def _launch(self, *, fast: bool) -> None:
+        self.fast = fast
+        self.command = export_command(*self._args[:4], self._args[4], fast=fast)
         with open(self._stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
@@ -277,6 +291,9 @@ class ExportRun:
         """(frame number, timestamp, link type, bytes) of every packet block tshark writes."""
         while not self.output.exists():
             if not self.running():
+                if self.fast and self.proc.returncode and "can't disable" in self._stderr():
+                    self._launch(fast=False)  # a tshark that names its heuristics otherwise
+                    continue
                 return
             time.sleep(self.POLL)
         with open(self.output, "rb") as f:
@@ -287,8 +304,10 @@ class ExportRun:
         code = self.proc.wait()
         if code == 0:
             return self.damaged
-        text = self._stderr_path.read_text(errors="replace") if self._stderr_path.exists() else ""
-        return f"tshark exited with status {code}: {_stderr_problem(text) or 'no message'}"
+        return f"tshark exited with status {code}: {_stderr_problem(self._stderr()) or 'no message'}"
+
+    def _stderr(self) -> str:
+        return self._stderr_path.read_text(errors="replace") if self._stderr_path.exists() else ""
 
     def cancel(self) -> None:
         if self.proc.poll() is None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from lyncpcap.report import frames
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,6 +38,13 @@ def json_text(analysis: Analysis, reveal: bool = False) -> str:
     return json.dumps(document(analysis, reveal), indent=2, ensure_ascii=False) + "\n"
 
 
+def write_json(doc: dict[str, Any], out: TextIO) -> None:
+    """`json_text` of a `document`, written piece by piece: a document of thousands of sign-ins
+    never exists as one string (nor as the millions of pieces that string is joined from)."""
+    json.dump(doc, out, indent=2, ensure_ascii=False)
+    out.write("\n")
+
+
 def jsonl_records(analysis: Analysis, reveal: bool = False) -> Iterator[dict[str, Any]]:
     """One record per capture, session, auth exchange, client row and finding, each with `type`."""
     doc = document(analysis, reveal)
@@ -54,6 +59,8 @@ def jsonl_text(analysis: Analysis, reveal: bool = False) -> str:
 
 def tables(analysis: Analysis, reveal: bool = False) -> dict[str, pd.DataFrame]:
     """The typed DataFrames of `lyncpcap.report.frames` (step URLs shown in full only when revealing)."""
+    from lyncpcap.report import frames  # pandas: only for the tables, not for JSON
+
     return {
         "sessions": analysis.sessions,
         "steps": frames.steps_frame(analysis.step_list, reveal),

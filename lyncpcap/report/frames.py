@@ -211,6 +211,7 @@ TLS_DTYPES: dict[str, Any] = {
     "first_frame": "Int64",
     "sni": "string",
     "version": "string",
+    "cipher": "string",
     "decrypted": "boolean",
     "reason": "string",
 }

@@ -12,7 +12,7 @@ from typing import Any
 
 from lyncpcap.model import Evidence, Step
 from lyncpcap.protocols import adfs, autodiscover, certprov, httpauth, mex, oauth, wstrust
-from lyncpcap.protocols.http import HttpExchange, HttpRequest, HttpResponse
+from lyncpcap.protocols.http import HttpExchange, HttpRequest, HttpResponse, parse_query
 from lyncpcap.secrets import Secret, redact_url
 from lyncpcap.steps import rules, tables
 from lyncpcap.steps.common import (
@@ -83,7 +83,8 @@ class HttpClassifier:
         rule = rules.match(host, req.path)
         client = first_forwarded(req.headers.get("X-Forwarded-For")) or ep.client
         scheme = state.scheme
-        url = f"{scheme}://{host or ep.dst}{req.path}"  # raw; every output renders it via redact_url
+        # raw; every output renders it via redact_url (CONNECT names its tunnel's host:port)
+        url = f"{scheme}://{host or ep.dst}{req.path}" if req.method != "CONNECT" else req.target
         step_name = rule.step if rule else "other"
         step = Step(
             step=step_name,
@@ -260,8 +261,6 @@ class HttpClassifier:
     # ---------------------------------------------------------------------------------------
     def _step_autodiscover(self, step: Step, req: HttpRequest, resp: HttpResponse | None, tok: DecodedToken | None, details: list[str]) -> None:
         kind = step.facts["kind"]
-        from lyncpcap.protocols.http import parse_query
-
         query = parse_query(req.target.partition("?")[2])
         sipuri = query.get("sipuri")
         if sipuri:

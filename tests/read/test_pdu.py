@@ -11,6 +11,7 @@ from truth import differences, load
 
 import lyncpcap
 from lyncpcap.errors import MalformedError
+from lyncpcap.flows.pdus import PduStreams
 from lyncpcap.lab import dnsmsg
 from lyncpcap.lab.pcapwriter import write_pcapng
 from lyncpcap.read import open_capture
@@ -143,3 +144,39 @@ def test_udp_pdus_reach_the_datagram_decoders(tmp_path: Path) -> None:
     assert (step.step, step.frame, step.url, step.transport) == ("dns", 41, "lyncdiscover.contoso.com", "udp")
     assert a.captures[0].packets == 3
     assert a.captures[0].warnings == ["1 exported PDU frame(s) skipped: damaged exported-PDU header"]
+
+
+@pytest.mark.parametrize(
+    ("pdus", "stream"),
+    [
+        # an incomplete message, exported again whole with the next record
+        ([b"GET /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nab", b"GET /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd"],
+         b"GET /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd"),
+        # a record ending with the start of the next message: that start comes again
+        ([b"GET /a HTTP/1.1\r\n\r\nGET /b HT", b"GET /b HTTP/1.1\r\n\r\n"], b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"),
+        # the same request twice (polling) is two requests, not a repeat
+        ([b"GET /poll HTTP/1.1\r\n\r\n", b"GET /poll HTTP/1.1\r\n\r\n"], b"GET /poll HTTP/1.1\r\n\r\n" * 2),
+        # SIP keep-alives: too short to be taken for a repeat
+        ([b"REGISTER sip:a SIP/2.0\r\n\r\n", b"\r\n\r\n"], b"REGISTER sip:a SIP/2.0\r\n\r\n\r\n\r\n"),
+    ],
+    ids=["whole-again", "leftover", "polling", "keepalive"],
+)
+def test_redelivered_bytes_are_read_once(pdus: list[bytes], stream: bytes) -> None:
+    got = bytearray()
+
+    class Sink:
+        done = False
+
+        def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
+            got.extend(data)
+
+        def on_gap(self, direction: int, size: int, ts: float, frame: int) -> None:
+            raise AssertionError("no gap")
+
+        def on_close(self, ts: float, frame: int, how: str) -> None:
+            pass
+
+    streams = PduStreams(lambda conn, direction, first, *, transport="tcp": Sink(), redelivery=True)
+    for n, data in enumerate(pdus, 1):
+        streams.tcp(n, float(n), "10.0.0.9", 50000, "10.0.0.21", 443, data, transport="tls")
+    assert bytes(got) == stream
