@@ -20,6 +20,7 @@ from lyncpcap.read.tshark import RsaKey
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 
 @dataclass(slots=True)
@@ -152,7 +153,13 @@ class Analysis:
 
         return frames.tls_frame(self)
 
-    # Jupyter -------------------------------------------------------------------------------------
+    # Pictures and Jupyter ------------------------------------------------------------------------
+    def plot(self, *, align: str = "auto") -> Figure:
+        """The timeline of every session (a matplotlib Figure; Jupyter shows it inline)."""
+        from lyncpcap.report import plots
+
+        return plots.capture_figure(self.session_list, align=align)  # type: ignore[arg-type]
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         from lyncpcap.report import notebook
 
@@ -183,6 +190,18 @@ class SessionView:
         from lyncpcap.report import frames
 
         return frames.steps_frame(self.record.steps)
+
+    def timeline(self) -> Figure:
+        """The session's steps as bars on a time axis, failures marked."""
+        from lyncpcap.report import plots
+
+        return plots.session_figure(self.record)
+
+    def ladder(self) -> Figure:
+        """Who talked to whom: client, reverse proxy, front end, AD FS, KDC as lanes."""
+        from lyncpcap.report import ladder
+
+        return ladder.figure(self.record)
 
     def packets(self, **kwargs: Any) -> list[Any]:
         from lyncpcap.report import drilldown
