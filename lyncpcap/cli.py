@@ -6,9 +6,8 @@ every failure into one line on stderr and the CONTRACT exit status — never a t
 
 from __future__ import annotations
 
+import importlib
 import sys
-
-import click
 
 from lyncpcap.commands import UsageProblem, app
 
@@ -25,14 +24,14 @@ EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
 
 def _classes(name: str) -> tuple[type[Exception], ...]:
-    """click's exception classes, and typer's vendored copies of them (typer >= 0.20 bundles click)."""
-    found: list[type[Exception]] = [getattr(click.exceptions, name)]
-    try:
-        from typer._click import exceptions as vendored  # type: ignore[import-not-found]
-
-        found.append(getattr(vendored, name))
-    except (ImportError, AttributeError):
-        pass
+    """click's exception classes: typer's bundled copy (typer >= 0.20 no longer installs click) and
+    click itself when it is installed."""
+    found: list[type[Exception]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
     return tuple(found)
 
 
