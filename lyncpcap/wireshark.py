@@ -323,7 +323,7 @@ def render_plugin(source: str) -> str:
 # where the plugin lives
 # ------------------------------------------------------------------------------------------------
 def packaged_source() -> str:
-    """The plugin as shipped inside the lyncpcap package (a copy of dissectors/lync.lua)."""
+    """The plugin as shipped inside the lyncpcap package (dissectors/lync.lua links to this file)."""
     return resources.files("lyncpcap.data").joinpath(PLUGIN_NAME).read_text(encoding="utf-8")
 
 
@@ -381,7 +381,7 @@ def install(dest: Path | None = None) -> Path:
 
 
 def sync_checkout() -> list[Path]:
-    """Refresh the generated block of dissectors/lync.lua and copy it to the package data."""
+    """Refresh the generated block of the plugin (dissectors/lync.lua → lyncpcap/data/lync.lua)."""
     path = checkout_plugin()
     if path is None:
         raise InstallError("not a lyncpcap source checkout (dissectors/lync.lua is missing)")
