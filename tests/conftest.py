@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_captures"
-CORPUS = Path(os.environ.get("LYNCPCAP_CORPUS", ROOT.parent / "shared" / "corpus"))
+# the third-party corpus (../shared/corpus), kept here byte for byte as test-only fixtures
+CORPUS = Path(os.environ.get("LYNCPCAP_CORPUS", ROOT / "tests" / "corpus"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helper modules (truth.py, …)
 
 

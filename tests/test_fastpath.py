@@ -242,3 +242,121 @@ def test_generated_capture_is_deterministic(generated: tuple[Path, dict[str, Any
         assert isinstance(cap, Capture) and cap.format == "pcap"
         frames = sum(1 for _ in cap)
     assert frames > 1000
+
+
+# -- decoders' fast paths give the slow paths' answers ---------------------------------------------
+
+
+def _tree(element: Any) -> tuple[Any, ...]:
+    return (element.tag, sorted(element.attrib.items()), element.text, element.tail, [_tree(c) for c in element])
+
+
+def _careful_parse(data: bytes) -> tuple[Any, ...] | str:
+    """What xmlsafe.parse gave before it had a fast path: defusedxml, DTDs and entities refused."""
+    import defusedxml.ElementTree as SafeET
+    from defusedxml import DefusedXmlException
+
+    try:
+        return _tree(SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True))
+    except DefusedXmlException as exc:
+        return f"unsafe XML refused: {type(exc).__name__}"
+    except SafeET.ParseError as exc:
+        return f"bad XML: {exc}"
+
+
+def test_xml_fast_path_builds_the_careful_parsers_trees(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from lyncpcap.errors import MalformedError
+    from lyncpcap.protocols import autodiscover, certprov, mex, wstrust, xmlsafe
+
+    for remembered in (autodiscover, certprov, mex, wstrust):
+        remembered._try_parse.cache_clear()  # documents seen before would not be parsed again
+    seen: list[bytes] = []
+    parse = xmlsafe.parse
+
+    def recording(data: bytes) -> Any:
+        seen.append(bytes(data))
+        return parse(data)
+
+    monkeypatch.setattr(xmlsafe, "parse", recording)
+    for name in ("01-desktop-internal-kerberos.pcapng", "07-passive-adfs-2fa.pcap", "09e-webticket-fault-28020.pcapng"):
+        lyncpcap.analyze(ROOT / "sample_captures" / name)
+    monkeypatch.setattr(xmlsafe, "parse", parse)
+    documents = list(dict.fromkeys(seen))
+    assert len(documents) > 20 and any(xmlsafe._cannot_hold_a_dtd(d) for d in documents)
+    rng = random.Random(3)
+    cases = list(documents)
+    for doc in documents[:40]:
+        cut = rng.randrange(len(doc))
+        flip = rng.randrange(len(doc))
+        cases += [
+            doc[:cut],
+            doc[:flip] + bytes([rng.randrange(256)]) + doc[flip + 1 :],
+            b'<!DOCTYPE x [<!ENTITY e "boom">]>' + doc,
+            b'<?xml version="1.0" encoding="UTF-16"?>' + doc,
+            doc.replace(b"utf-8", b"cp500", 1),
+            b"<!-- a comment -->" + doc,
+            b"\xef\xbb\xbf" + doc,
+            doc.decode("utf-8", "replace").encode("utf-16"),
+        ]
+    for data in cases:
+        try:
+            got: tuple[Any, ...] | str = _tree(xmlsafe.parse(data))
+        except MalformedError as exc:
+            got = str(exc)
+        assert got == _careful_parse(data), data[:120]
+    entity = b'<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><x>&b;</x>'
+    assert not xmlsafe._cannot_hold_a_dtd(entity)
+    with pytest.raises(MalformedError, match="unsafe"):
+        xmlsafe.parse(entity)
+
+
+def _split_params_by_characters(text: str) -> list[str]:
+    """The original character-by-character split of auth parameters (the reference)."""
+    parts: list[str] = []
+    cur: list[str] = []
+    quoted = escape = False
+    for ch in text:
+        if escape:
+            cur.append(ch)
+            escape = False
+            continue
+        if ch == "\\" and quoted:
+            cur.append(ch)
+            escape = True
+            continue
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(ch)
+    if cur:
+        parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def test_auth_parameters_split_like_the_character_loop() -> None:
+    import random
+
+    from lyncpcap.protocols.httpauth import _split_params
+
+    rng = random.Random(11)
+    for length in range(14):
+        for _ in range(3000):
+            text = "".join(rng.choice('ab ,"\\=') for _ in range(length))
+            assert _split_params(text) == _split_params_by_characters(text), text
+    real = 'TLS-DSK qop="auth", realm="SIP Communications Service", opaque="A1", gssapi-data="' + "QUJD" * 900 + '", version=4'
+    assert _split_params(real) == _split_params_by_characters(real)
+
+
+def test_remembered_documents_are_the_parsed_documents() -> None:
+    from lyncpcap.protocols import autodiscover, mex
+
+    wsdl = b'<?xml version="1.0" encoding="utf-8"?><wsdl:definitions xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/"><wsdl:service name="WebTicketService"><wsdl:port name="WebTicketServiceWinNtlm"/></wsdl:service></wsdl:definitions>'
+    first = mex.try_parse(wsdl)
+    assert first == mex.parse(wsdl) and mex.try_parse(wsdl[:] + b"") is first  # an equal body: the same record
+    assert mex.try_parse(b"<not xml") is None and mex.try_parse(b"") is None
+    assert autodiscover.try_parse(b'{"_links": {"user": {"href": "u"}}}') == autodiscover.parse(b'{"_links": {"user": {"href": "u"}}}')

@@ -34,9 +34,10 @@ POOL_FQDN = "pool01.contoso.com"
 
 
 def need(tool: str) -> str:
+    """A Wireshark tool; the test command installs them, so a missing one fails the test."""
     path = shutil.which(tool)
     if path is None:
-        pytest.skip(f"{tool} is not installed")
+        pytest.fail(f"{tool} is not installed (scripts/test.sh installs tshark: apt-get install tshark)")
     return path
 
 

@@ -17,13 +17,12 @@ from typing import Any
 
 import pytest
 
-CORPUS = Path(os.environ.get("LYNCPCAP_CORPUS", Path(__file__).resolve().parents[3] / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("LYNCPCAP_CORPUS", Path(__file__).resolve().parents[1] / "corpus"))
 TSHARK = shutil.which("tshark")
 
-needs_corpus = pytest.mark.skipif(
-    not (CORPUS / "expected.json").is_file() or TSHARK is None,
-    reason="needs the shared capture corpus and tshark",
-)
+# the corpus ships with the tests and the test command installs tshark: a missing one is a
+# failure (the `corpus` and `tshark` fixtures of tests/conftest.py), never a skip
+needs_corpus = pytest.mark.usefixtures("corpus", "tshark")
 
 
 @functools.cache
