@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO, cast
 
 import typer
 from rich.console import Console
@@ -247,6 +247,30 @@ def write_output(data: str | bytes, output: Path | None) -> None:
         sys.stdout.flush()
 
 
+class _Gathered:
+    """Gathers small writes into large ones: stdout may be unbuffered (PYTHONUNBUFFERED), and a
+    JSON encoder writes a large document in millions of pieces."""
+
+    def __init__(self, out: TextIO, size: int = 1 << 20) -> None:
+        self.out = out
+        self.size = size
+        self.parts: list[str] = []
+        self.pending = 0
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        self.pending += len(text)
+        if self.pending >= self.size:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.write("".join(self.parts))
+        self.parts.clear()
+        self.pending = 0
+        self.out.flush()
+
+
 def write_stream(write: Callable[[TextIO], None], output: Path | None) -> None:
     """`write_output` for text that `write` produces piece by piece into the file it is given."""
     if output is not None:
@@ -255,8 +279,9 @@ def write_stream(write: Callable[[TextIO], None], output: Path | None) -> None:
         with output.open("w", encoding="utf-8") as f:
             write(f)
         return
-    write(sys.stdout)
-    sys.stdout.flush()
+    out = _Gathered(sys.stdout)
+    write(cast(TextIO, out))
+    out.flush()
 
 
 def note(message: str, quiet: bool = False) -> None:
