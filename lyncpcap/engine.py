@@ -7,10 +7,9 @@ number of sign-in steps rather than the capture size.
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -25,7 +24,7 @@ from lyncpcap.protocols.http import HttpStream, looks_like_http_request, looks_l
 from lyncpcap.protocols.sip import SipMessage, SipStream, parse_datagram
 from lyncpcap.read import open_capture
 from lyncpcap.read.archive import Archive
-from lyncpcap.read.capture import Capture, Record
+from lyncpcap.read.capture import Capture
 from lyncpcap.read.pdu import LINKTYPE_WIRESHARK_UPPER_PDU, PORT_TCP, PORT_UDP, parse_exported_pdu
 from lyncpcap.read.tshark import (
     TLS13_SERVER,
@@ -300,24 +299,6 @@ class Engine:
             self.note(f"{self.dns.errors} DNS messages could not be decoded")
 
 
-class _Resumed:
-    """A capture whose first record was already taken (to look at its link types and secrets),
-    iterated again from that record on; `position` follows the capture for the progress bar."""
-
-    def __init__(self, cap: Capture, first: Record | None, rest: Iterator[Record]) -> None:
-        self.cap = cap
-        self.first = first
-        self.rest = rest
-
-    @property
-    def position(self) -> int:
-        return self.cap.position
-
-    def __iter__(self) -> Iterator[Record]:
-        # itertools.chain: no Python frame per packet on the hot path
-        return itertools.chain(() if self.first is None else (self.first,), self.rest)
-
-
 class _ExportedFrames:
     """Frames of link type 252 (Wireshark exported PDUs) read straight from the capture."""
 
@@ -527,18 +508,16 @@ def analyse_file(
             engine.udp_handler,
             udp_ports=None if full else UDP_PORTS,
         )
-        records = iter(cap)
-        first = next(records, None)
-        # pcapng: interface and secrets blocks in front of the first packet are read by now
+        cap.read_head()  # pcapng: interface and secrets blocks in front of the first packet
         decryption.secrets_seen(cap.secrets)
         exported: _ExportedFrames | None = None
         if LINKTYPE_WIRESHARK_UPPER_PDU in cap.linktypes:
             only_pdus = cap.linktypes == {LINKTYPE_WIRESHARK_UPPER_PDU}
             exported = _ExportedFrames(engine, 0 if only_pdus else _EXPORTED_INDEX_BASE)
-            _run_mixed(dispatcher, exported, _Resumed(cap, first, records), progress)
+            _run_mixed(dispatcher, exported, cap, progress)
             exported.streams.finish()
         else:
-            dispatcher.run(_Resumed(cap, first, records), progress)  # type: ignore[arg-type]
+            dispatcher.run(cap, progress)  # the reader drops what the flows layer would ignore
         decryption.secrets_seen(cap.secrets)
         stats = dispatcher.stats
         decryption_warnings = decryption.apply(engine, cap.secrets, stats.get("tcp.connections", 0))
@@ -578,7 +557,7 @@ def _describe(t: TlsConnection) -> str:
 
 
 def _run_mixed(
-    dispatcher: Dispatcher, exported: _ExportedFrames, capture: _Resumed, progress: Callable[[int], None] | None
+    dispatcher: Dispatcher, exported: _ExportedFrames, capture: Capture, progress: Callable[[int], None] | None
 ) -> None:
     """Like `Dispatcher.run`, with exported-PDU frames taken out for `exported`."""
     feed = dispatcher.feed
