@@ -6,16 +6,13 @@ The same object serves scripts (typed pandas DataFrames, the CONTRACT JSON docum
 
 from __future__ import annotations
 
-import bisect
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lyncpcap import engine, findings, sessions
-from lyncpcap.errors import CaptureError
-from lyncpcap.model import AuthExchange, Finding, Session, Step
+from lyncpcap import engine, findings, pipeline, sessions
+from lyncpcap.model import AuthExchange, CaptureInfo, Finding, Session, Step
 from lyncpcap.read.tshark import RsaKey
 
 if TYPE_CHECKING:
@@ -23,80 +20,58 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-@dataclass(slots=True)
-class CaptureInfo:
-    path: str
-    format: str
-    packets: int
-    decrypted: bool
-    warnings: list[str] = field(default_factory=list)
-    compressed: bool = False
-    stats: dict[str, int] = field(default_factory=dict)
-    #: the keys the capture was read with (the drill-down decrypts with the same ones)
-    keylog: str | None = None
-    rsa_keys: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "format": self.format,
-            "packets": self.packets,
-            "decrypted": self.decrypted,
-            "warnings": list(self.warnings),
-            "compressed": self.compressed,
-        }
-
-
 class Analysis:
-    """The result of analysing one or more captures together."""
+    """The result of analysing one or more captures together (built by `analyze`)."""
 
     def __init__(
         self,
         captures: list[CaptureInfo],
-        steps: list[Step],
-        auth: list[AuthExchange],
+        session_list: list[Session],
+        unattached: list[Step],
+        orphans: list[AuthExchange],
         tls: list[engine.TlsConnection],
         thresholds: findings.Thresholds | None = None,
         sources: list[str] | None = None,
     ) -> None:
         self.captures = captures
-        self.step_list = steps
-        self.auth_list = sorted(auth, key=lambda a: (a.time, a.frame))
+        self.session_list = sorted(session_list, key=lambda s: int(s.id[1:]))
         self.tls_list = tls
         self.sources = sources or [c.path for c in captures]
-        self.session_list: list[Session] = sessions.build(steps)
-        self.step_list.sort(key=lambda s: (s.time, s.frame))
-        self._auth_session = self._link_auth()
-        self.finding_list: list[Finding] = findings.build(self.session_list, self.step_list, self.auth_list, thresholds)
+        steps = [st for s in self.session_list for st in s.steps] + unattached
+        self.step_list = sorted(steps, key=lambda s: (s.time, s.frame))
+        # every authentication message travels with the step that carried it
+        self._auth_session: dict[int, str] = {}
+        auth = list(orphans)
+        for st in self.step_list:
+            for a in st.exchanges:
+                auth.append(a)
+                if st.session:
+                    self._auth_session[id(a)] = st.session
+        self.auth_list = sorted(auth, key=lambda a: (a.time, a.frame))
+        acc = findings.FindingsAccumulator(thresholds)
+        for s in self.session_list:
+            acc.add_session(s)
+        for st in unattached:
+            acc.add_step(st)
+        for a in orphans:
+            acc.add_exchange(a, None)
+        self.finding_list: list[Finding] = acc.findings()
 
-    # ------------------------------------------------------------------------------------------
-    def _link_auth(self) -> dict[tuple[int, int, str], str]:
-        by_frame: dict[int, str] = {}
-        # per (src, dst): session steps in time order, their times, and the running maximum of their
-        # ends, so "the first step that was under way at time t" is two bisections, not a scan
-        by_pair: dict[tuple[str, str], tuple[list[str], list[float], list[float]]] = {}
-        for s in self.step_list:
-            if s.session:
-                by_frame.setdefault(s.frame, s.session)
-                sids, times, ends = by_pair.setdefault((s.src, s.dst), ([], [], []))
-                sids.append(s.session)
-                times.append(s.time)
-                ends.append(max(ends[-1], s.end + 1e-6) if ends else s.end + 1e-6)
-        out: dict[tuple[int, int, str], str] = {}
-        for a in self.auth_list:
-            sid = by_frame.get(a.frame)
-            if sid is None and (a.dst, a.src) in by_pair:
-                # responses (challenges, replies) belong to the step whose answer they are
-                sids, times, ends = by_pair[(a.dst, a.src)]
-                first = bisect.bisect_left(ends, a.time)
-                if first < bisect.bisect_right(times, a.time):
-                    sid = sids[first]
-            if sid:
-                out[(a.frame, id(a), a.message)] = sid
-        return out
+    @classmethod
+    def from_steps(
+        cls,
+        captures: list[CaptureInfo],
+        steps: list[Step],
+        orphans: list[AuthExchange],
+        tls: list[engine.TlsConnection],
+        thresholds: findings.Thresholds | None = None,
+    ) -> Analysis:
+        """An analysis of steps already collected (e.g. by an `Engine` without a step callback)."""
+        session_list, unattached = sessions.build(steps)
+        return cls(captures, session_list, unattached, orphans, tls, thresholds)
 
     def session_of_auth(self, a: AuthExchange) -> str | None:
-        return self._auth_session.get((a.frame, id(a), a.message))
+        return self._auth_session.get(id(a))
 
     def client_rows(self) -> list[dict[str, Any]]:
         return sessions.client_summary(self.session_list)
@@ -223,6 +198,30 @@ class SessionView:
         return f"<Session {s.id}: {s.user} {s.client_kind} {s.location} {s.auth_protocol} {s.outcome}>"
 
 
+class _Collect:
+    """The pipeline consumer behind `analyze`: keeps everything, in memory."""
+
+    def __init__(self) -> None:
+        self.sessions: list[Session] = []
+        self.unattached: list[Step] = []
+        self.orphans: list[AuthExchange] = []
+        self.captures: list[CaptureInfo] = []
+        self.tls: list[engine.TlsConnection] = []
+
+    def session(self, session: Session) -> None:
+        self.sessions.append(session)
+
+    def unattached_step(self, step: Step) -> None:
+        self.unattached.append(step)
+
+    def orphan(self, exchange: AuthExchange) -> None:
+        self.orphans.append(exchange)
+
+    def capture(self, info: CaptureInfo, tls: list[engine.TlsConnection]) -> None:
+        self.captures.append(info)
+        self.tls.extend(tls)
+
+
 def analyze(
     captures: str | Path | Iterable[str | Path],
     *,
@@ -240,44 +239,10 @@ def analyze(
     `lyncpcap.errors.CaptureError` for an input that cannot be read at all, or whose TLS needs a
     tshark that is missing.
     """
-    from lyncpcap import inputs
-
     paths = [captures] if isinstance(captures, (str, Path)) else list(captures)
-    keys: list[RsaKey] = []
-    for k in rsa_keys or ():
-        if isinstance(k, RsaKey):
-            keys.append(k)
-            continue
-        try:
-            keys.append(RsaKey.parse(k))
-        except ValueError as exc:
-            raise CaptureError(k, f"not an RSA key specification: {exc}") from None
-    for key in keys:
-        if not key.path.is_file():
-            raise CaptureError(key.path, "RSA key file not found")
-    infos: list[CaptureInfo] = []
-    steps: list[Step] = []
-    auth: list[AuthExchange] = []
-    tls: list[engine.TlsConnection] = []
-    for index, p in enumerate(paths):
-        result = inputs.analyse(p, keylog=keylog, rsa_keys=keys, progress=progress, full=full)
-        for s in result.steps:
-            if len(paths) > 1:
-                s.facts["capture"] = index
-        infos.append(
-            CaptureInfo(
-                path=result.path,
-                format=result.format,
-                packets=result.packets,
-                decrypted=result.decrypted,
-                warnings=result.warnings,
-                compressed=result.compressed,
-                stats=dict(result.stats),
-                keylog=str(keylog) if keylog is not None else None,
-                rsa_keys=[str(k) for k in keys],
-            )
-        )
-        steps.extend(result.steps)
-        auth.extend(result.auth)
-        tls.extend(result.tls)
-    return Analysis(infos, steps, auth, tls, thresholds, [str(p) for p in paths])
+    keys = pipeline.rsa_key_list(rsa_keys)
+    collect = _Collect()
+    pipeline.run(paths, collect, keylog=keylog, rsa_keys=keys, progress=progress, full=full)
+    return Analysis(
+        collect.captures, collect.sessions, collect.unattached, collect.orphans, collect.tls, thresholds, [str(p) for p in paths]
+    )

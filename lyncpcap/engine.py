@@ -190,9 +190,13 @@ class _TlsSink:
 class Engine:
     """Analyses one capture file (plaintext, or already-decrypted streams fed by the TLS layer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_step: Callable[[Step], None] | None = None) -> None:
+        """`on_step` receives each step as soon as it is complete (the session builder when
+        streaming); without it the steps are kept in `self.steps`."""
         self.steps: list[Step] = []
-        self.auth: list[AuthExchange] = []
+        self.on_step: Callable[[Step], None] = on_step if on_step is not None else self.steps.append
+        self.auth: list[AuthExchange] = []  # messages no step carried
+        self.tunnels = False  # an HTTP CONNECT was seen
         self.tls: list[TlsConnection] = []
         self.notes: list[str] = []
         self.http = HttpClassifier(self)
@@ -203,10 +207,15 @@ class Engine:
 
     # Collector -----------------------------------------------------------------------------
     def add_step(self, step: Step) -> None:
-        self.steps.append(step)
+        if step.method == "CONNECT":
+            self.tunnels = True  # TLS may follow inside this connection (decryption looks for it)
+        self.on_step(step)
 
-    def add_auth(self, exchange: AuthExchange) -> None:
-        self.auth.append(exchange)
+    def add_auth(self, step: Step | None, exchange: AuthExchange) -> None:
+        if step is not None:
+            step.exchanges.append(exchange)  # it travels with its step, into that step's session
+        else:
+            self.auth.append(exchange)  # a message no step carried (an answer without its request)
 
     def note(self, message: str) -> None:
         if message not in self.notes:
@@ -397,7 +406,7 @@ class _TlsDecryption:
         carrying = [t for t in engine.tls if t.application_data]
         # TLS inside an HTTP proxy's CONNECT tunnel looks like HTTP to the plaintext read; tshark
         # follows the tunnel (its PDUs carry the tunnel's target port, not the proxy's)
-        tunnels = self.run is not None and any(s.method == "CONNECT" for s in engine.steps)
+        tunnels = self.run is not None and engine.tunnels
         if not carrying and not tunnels:
             return []
         if self.unavailable is not None:
@@ -489,6 +498,7 @@ def analyse_file(
     full: bool = False,
     keylog: str | Path | None = None,
     rsa_keys: Sequence[RsaKey] = (),
+    on_step: Callable[[Step], None] | None = None,
 ) -> CaptureResult:
     """Run one capture file (pcap or pcapng, gzip'd or not) through the pipeline.
 
@@ -500,7 +510,7 @@ def analyse_file(
     decoders, with no port pre-filter.  The default fast path must give identical results.
     """
     p = Path(path)
-    engine = Engine()
+    engine = Engine(on_step)
     key_file = Path(keylog) if keylog is not None else None
     with open_capture(p) as cap, _TlsDecryption(p, key_file, rsa_keys) as decryption:
         dispatcher = Dispatcher(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lyncpcap import engine
 from lyncpcap.errors import CaptureError
+from lyncpcap.model import Step
 from lyncpcap.read.tshark import RsaKey
 
 __all__ = ["InputKind", "analyse", "sniff"]
@@ -80,8 +81,10 @@ def analyse(
     rsa_keys: Sequence[RsaKey] = (),
     progress: Callable[[int], None] | None = None,
     full: bool = False,
+    on_step: Callable[[Step], None] | None = None,
 ) -> engine.CaptureResult:
-    """Analyse one input of any supported kind."""
+    """Analyse one input of any supported kind; `on_step` streams a capture's steps (archives are
+    small: their steps come in the result)."""
     kind = sniff(path)
     if kind is InputKind.SAZ:
         from lyncpcap.read import saz
@@ -91,4 +94,4 @@ def analyse(
         from lyncpcap.read import har
 
         return engine.analyse_archive(path, har.read(path))
-    return engine.analyse_file(path, progress=progress, full=full, keylog=keylog, rsa_keys=rsa_keys)
+    return engine.analyse_file(path, progress=progress, full=full, keylog=keylog, rsa_keys=rsa_keys, on_step=on_step)

@@ -70,6 +70,30 @@ class Evidence:
     source: str  # where it was seen, e.g. "NTLM AUTHENTICATE", "AccessLocation"
 
 
+@dataclass(frozen=True, slots=True)
+class AuthExchange:
+    """An authentication message seen on the wire, Lync or not (CONTRACT AUTH_EXCHANGE)."""
+
+    time: float
+    frame: int
+    transport: str  # "http", "sip", "kdc"
+    protocol: str  # "ntlm", "kerberos"
+    message: str
+    src: str = ""
+    dst: str = ""
+    user: str | None = None
+    domain: str | None = None
+    workstation: str | None = None
+    ntlm_version: str | None = None
+    realm: str | None = None
+    spn: str | None = None
+    error_code: int | None = None
+    cname: str | None = None
+    target_name: str | None = None
+    conn: int | None = None
+    step_index: int | None = None  # index of the step that carried it, for session linking
+
+
 @dataclass(slots=True)
 class Step:
     """One request of a sign-in (an HTTP request, a SIP transaction, a DNS query, a KDC exchange)."""
@@ -99,6 +123,7 @@ class Step:
     facts: dict[str, Any] = field(default_factory=dict)
     session: str | None = None
     credential: bool = False  # the request carried complete credentials (type-3, AP-REQ, password, ...)
+    exchanges: list[AuthExchange] = field(default_factory=list)  # NTLM/Kerberos messages it carried
 
     @property
     def duration(self) -> float:
@@ -106,30 +131,6 @@ class Step:
 
     def evidence_of(self, kind: str) -> list[str]:
         return [e.value for e in self.evidence if e.kind == kind]
-
-
-@dataclass(frozen=True, slots=True)
-class AuthExchange:
-    """An authentication message seen on the wire, Lync or not (CONTRACT AUTH_EXCHANGE)."""
-
-    time: float
-    frame: int
-    transport: str  # "http", "sip", "kdc"
-    protocol: str  # "ntlm", "kerberos"
-    message: str
-    src: str = ""
-    dst: str = ""
-    user: str | None = None
-    domain: str | None = None
-    workstation: str | None = None
-    ntlm_version: str | None = None
-    realm: str | None = None
-    spn: str | None = None
-    error_code: int | None = None
-    cname: str | None = None
-    target_name: str | None = None
-    conn: int | None = None
-    step_index: int | None = None  # index of the step that carried it, for session linking
 
 
 @dataclass(slots=True)
@@ -165,3 +166,27 @@ class Finding:
     sessions: tuple[str, ...]
     evidence: tuple[str, ...]
     advice: str
+
+
+@dataclass(slots=True)
+class CaptureInfo:
+    path: str
+    format: str
+    packets: int
+    decrypted: bool
+    warnings: list[str] = field(default_factory=list)
+    compressed: bool = False
+    stats: dict[str, int] = field(default_factory=dict)
+    #: the keys the capture was read with (the drill-down decrypts with the same ones)
+    keylog: str | None = None
+    rsa_keys: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "packets": self.packets,
+            "decrypted": self.decrypted,
+            "warnings": list(self.warnings),
+            "compressed": self.compressed,
+        }

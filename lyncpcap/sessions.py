@@ -13,9 +13,12 @@ requests attach afterwards to the session of the same client they belong to.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import math
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lyncpcap.model import Session, Step
@@ -24,14 +27,19 @@ from lyncpcap.steps.common import account_key
 
 IDLE_GAP = 300.0
 ATTACH_SLACK = 30.0
+LAG = 120.0  # a step may complete this long after it started and still be grouped in order
 PRIMARY = frozenset({"autodiscover", "mex", "webticket", "oauth", "adfs", "certprov", "sip-register", "ucwa"})
 LYNC_CREDENTIAL_STEPS = frozenset({"webticket", "oauth", "sip-register", "certprov"})
 PRIMARY_CREDENTIALS = ("kerberos", "ntlm", "soap", "password", "anonymous", "passive", "digest")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Builder:
     client: str
+    number: int = 0  # the session's id number, in order of the sessions' first sign-in step
+    start: float = 0.0
+    close_at: float = 0.0
+    closed: bool = False
     steps: list[Step] = field(default_factory=list)
     accounts: set[str] = field(default_factory=set)  # normalised
     sip_uris: set[str] = field(default_factory=set)
@@ -88,21 +96,87 @@ def _is_primary(step: Step) -> bool:
     return False
 
 
-def build(steps: list[Step]) -> list[Session]:
-    ordered = sorted(steps, key=lambda s: (s.time, s.frame))
-    builders: list[_Builder] = []
-    by_client: dict[str, list[_Builder]] = defaultdict(list)
-    by_conn: dict[int, _Builder] = {}
-    for step in ordered:
-        if not _is_primary(step):
-            continue
+class SessionBuilder:
+    """Groups steps into sessions as they come, and hands over each session once it is closed.
+
+    Steps arrive in the order the engine completes them (an answer can come long after its
+    request started), so they wait in a heap and are processed in start-time order once no
+    earlier step can still arrive (LAG seconds behind the newest completion seen).  A session
+    closes when its client has been idle for IDLE_GAP + ATTACH_SLACK: no later step can join it
+    (rule 4) or be attached to it.  Memory then follows the sessions in progress, not the capture.
+    """
+
+    def __init__(
+        self,
+        on_session: Callable[[Session], None],
+        on_unattached: Callable[[Step], None] | None = None,
+        *,
+        lag: float = LAG,
+    ) -> None:
+        self.on_session = on_session
+        self.on_unattached = on_unattached or (lambda step: None)
+        self.lag = lag
+        self._heap: list[tuple[float, int, int, Step]] = []
+        self._seq = 0
+        self._newest = -math.inf  # latest completion time seen
+        self._done_until = -math.inf  # steps starting before this have been processed
+        self._next_id = 1
+        self._open: dict[str, list[_Builder]] = defaultdict(list)  # client → open builders, oldest first
+        self._by_conn: dict[int, _Builder] = {}
+        self._deadlines: list[tuple[float, int, _Builder]] = []  # (close time, builder id, builder)
+        self._pending: dict[str, list[Step]] = defaultdict(list)  # client → secondary steps, by time
+        self._pending_heap: list[tuple[float, int, Step]] = []
+        self.late = 0  # steps that arrived after later ones had been processed
+
+    # -- feeding ----------------------------------------------------------------------------------
+    def add(self, step: Step) -> None:
+        heapq.heappush(self._heap, (step.time, step.frame, self._seq, step))
+        self._seq += 1
+        if step.end > self._newest:
+            self._newest = step.end
+        horizon = self._newest - self.lag
+        if self._heap[0][0] <= horizon:
+            self._advance(horizon)
+
+    def finish(self) -> None:
+        """The capture ended: process everything and close every session, oldest first."""
+        self._advance(math.inf)
+
+    # -- processing ---------------------------------------------------------------------------------
+    def _advance(self, until: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= until:
+            step = heapq.heappop(heap)[3]
+            if step.time < self._done_until:
+                self.late += 1
+            else:
+                self._done_until = step.time
+            if _is_primary(step):
+                self._assign(step)
+            else:
+                self._pending[step.client].append(step)
+                heapq.heappush(self._pending_heap, (step.time, self._seq, step))
+                self._seq += 1
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] < until:
+            due, _, b = heapq.heappop(deadlines)
+            if not b.closed and due == b.close_at:
+                self._close(b)
+        self._release(until)
+
+    def _assign(self, step: Step) -> None:
         target = None
-        if step.conn is not None and step.conn in by_conn:
-            cand = by_conn[step.conn]
-            if cand.compatible(step) and step.client == cand.client:
-                target = cand
+        cand = self._by_conn.get(step.conn) if step.conn is not None else None
+        if (
+            cand is not None
+            and not cand.closed
+            and cand.client == step.client
+            and step.time - cand.last <= IDLE_GAP
+            and cand.compatible(step)
+        ):
+            target = cand
         if target is None:
-            for cand in reversed(by_client[step.client]):
+            for cand in reversed(self._open.get(step.client, ())):
                 if step.time - cand.last > IDLE_GAP:
                     continue
                 if not cand.compatible(step):
@@ -112,18 +186,90 @@ def build(steps: list[Step]) -> list[Session]:
                 target = cand
                 break
         if target is None:
-            target = _Builder(client=step.client)
-            builders.append(target)
-            by_client[step.client].append(target)
+            target = _Builder(client=step.client, number=self._next_id, start=step.time)
+            self._next_id += 1
+            self._open[step.client].append(target)
         target.add(step)
+        target.close_at = target.last + IDLE_GAP + ATTACH_SLACK
+        heapq.heappush(self._deadlines, (target.close_at, target.number, target))
         if step.conn is not None:
-            by_conn[step.conn] = target
-    _attach_secondary(ordered, builders)
-    builders.sort(key=lambda b: min(s.time for s in b.steps))
-    sessions = []
-    for i, b in enumerate(builders, 1):
-        sessions.append(_judge(f"s{i}", b))
-    return sessions
+            self._by_conn[step.conn] = target
+
+    def _close(self, b: _Builder) -> None:
+        b.closed = True
+        opened = self._open[b.client]
+        opened.remove(b)
+        if not opened:
+            del self._open[b.client]
+        # secondary steps (DNS, KDC, other web) of this client that belong here rather than with a
+        # session still open
+        hosts, addrs = _server_names(b)
+        end = max(s.end for s in b.steps)
+        keep = []
+        for step in self._pending.get(b.client, ()):
+            if step.session is not None:
+                continue
+            dist = _distance(b.start, end, step.time)
+            if dist is None or not _related(step, b, hosts, addrs):
+                keep.append(step)
+                continue
+            better = any(
+                (d := _distance(o.start, o.last, step.time)) is not None and d < dist
+                for o in opened
+            )
+            if better:
+                keep.append(step)
+            else:
+                step.session = f"s{b.number}"
+                b.steps.append(step)
+        if keep:
+            self._pending[b.client] = keep
+        else:
+            self._pending.pop(b.client, None)
+        for conn in b.conns:
+            if self._by_conn.get(conn) is b:
+                del self._by_conn[conn]
+        self.on_session(_judge(f"s{b.number}", b))
+
+    def _release(self, until: float) -> None:
+        """Secondary steps no session can claim any more become unattached."""
+        heap = self._pending_heap
+        while heap and heap[0][0] + ATTACH_SLACK < until:
+            t, _, step = heap[0]
+            if step.session is not None:
+                heapq.heappop(heap)
+                continue
+            # an open session that started early enough may still claim it when it closes
+            if until != math.inf and any(b.start - ATTACH_SLACK <= t for b in self._open.get(step.client, ())):
+                break
+            heapq.heappop(heap)
+            lst = self._pending.get(step.client)
+            if lst is not None:
+                try:
+                    lst.remove(step)
+                except ValueError:
+                    pass
+                if not lst:
+                    del self._pending[step.client]
+            self.on_unattached(step)
+
+
+def build(steps: list[Step]) -> tuple[list[Session], list[Step]]:
+    """All sessions of a list of steps (and the steps no session claimed), sessions by id."""
+    sessions: list[Session] = []
+    unattached: list[Step] = []
+    builder = SessionBuilder(sessions.append, unattached.append)
+    for step in sorted(steps, key=lambda s: (s.time, s.frame)):
+        builder.add(step)
+    builder.finish()
+    sessions.sort(key=lambda s: int(s.id[1:]))
+    return sessions, unattached
+
+
+def _distance(start: float, end: float, t: float) -> float | None:
+    if not (start - ATTACH_SLACK <= t <= end + ATTACH_SLACK):
+        return None
+    return 0.0 if start <= t <= end else min(abs(t - start), abs(t - end))
 
 
 def _server_names(b: _Builder) -> tuple[set[str], set[str]]:
@@ -139,56 +285,30 @@ def _server_names(b: _Builder) -> tuple[set[str], set[str]]:
         fqdn = s.facts.get("server_fqdn")
         if isinstance(fqdn, str):
             hosts.add(fqdn.lower())
-        for key in ("sip_access",):
-            acc = s.facts.get(key)
-            if isinstance(acc, dict):
-                for v in acc.values():
-                    if v:
-                        hosts.add(str(v).split(":")[0].lower())
+        acc = s.facts.get("sip_access")
+        if isinstance(acc, dict):
+            for v in acc.values():
+                if v:
+                    hosts.add(str(v).split(":")[0].lower())
         if s.step == "sip-register" and s.url:
             hosts.add(s.url.split(":", 1)[-1].split(";")[0].lower())
     return hosts, addrs
 
 
-def _attach_secondary(ordered: list[Step], builders: list[_Builder]) -> None:
-    by_client: dict[str, list[_Builder]] = defaultdict(list)
-    for b in builders:
-        by_client[b.client].append(b)
-    info = {id(b): _server_names(b) for b in builders}
-    spans = {id(b): (min(s.time for s in b.steps), max(s.end for s in b.steps)) for b in builders}
-    for step in ordered:
-        if _is_primary(step) or step.session is not None:
-            continue
-        cands = by_client.get(step.client) or []
-        best: _Builder | None = None
-        best_dist = None
-        for b in cands:
-            start, end = spans[id(b)]
-            if not (start - ATTACH_SLACK <= step.time <= end + ATTACH_SLACK):
-                continue
-            hosts, addrs = info[id(b)]
-            related = False
-            if step.step == "kerberos":
-                spn = (step.url or "").lower()
-                host = spn.split("/", 1)[1].split("@")[0] if "/" in spn else ""
-                related = spn.startswith("krbtgt/") or host in hosts or (spn.startswith(("http/", "sip/")) and bool(host))
-                acc = {account_key(v) for v in step.evidence_of("account")}
-                if acc and b.accounts and not (acc & b.accounts):
-                    related = False
-            elif step.step == "dns":
-                name = (step.url or "").lower()
-                answers = set(step.facts.get("addresses") or [])
-                related = name in hosts or bool(answers & addrs)
-            else:
-                host = str(step.facts.get("host") or "").split(":")[0].lower()
-                related = step.dst in addrs or host in hosts
-            if not related:
-                continue
-            dist = 0.0 if start <= step.time <= end else min(abs(step.time - start), abs(step.time - end))
-            if best is None or best_dist is None or dist < best_dist:
-                best, best_dist = b, dist
-        if best is not None:
-            best.steps.append(step)
+def _related(step: Step, b: _Builder, hosts: set[str], addrs: set[str]) -> bool:
+    """Does a DNS lookup, KDC exchange or other web request belong to this sign-in?"""
+    if step.step == "kerberos":
+        spn = (step.url or "").lower()
+        host = spn.split("/", 1)[1].split("@")[0] if "/" in spn else ""
+        related = spn.startswith("krbtgt/") or host in hosts or (spn.startswith(("http/", "sip/")) and bool(host))
+        acc = {account_key(v) for v in step.evidence_of("account")}
+        return related and not (acc and b.accounts and not (acc & b.accounts))
+    if step.step == "dns":
+        name = (step.url or "").lower()
+        answers = set(step.facts.get("addresses") or [])
+        return name in hosts or bool(answers & addrs)
+    host = str(step.facts.get("host") or "").split(":")[0].lower()
+    return step.dst in addrs or host in hosts
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,23 +490,35 @@ def _judge(sid: str, b: _Builder) -> Session:
     )
 
 
+class ClientSummary:
+    """CONTRACT CLIENT_SUMMARY rows, accumulated session by session."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[str, str], list[tuple[str, str, float]]] = defaultdict(list)
+
+    def add(self, s: Session) -> None:
+        self._groups[(s.client_kind, s.location)].append((s.auth_protocol, s.outcome, s.duration))
+
+    def rows(self) -> list[dict[str, object]]:
+        rows = []
+        for (kind, location), group in sorted(self._groups.items()):
+            rows.append(
+                {
+                    "kind": kind,
+                    "location": location,
+                    "auth_protocols": sorted({auth for auth, _, _ in group}),
+                    "sessions": len(group),
+                    "succeeded": sum(1 for _, outcome, _ in group if outcome == "success"),
+                    "failed": sum(1 for _, outcome, _ in group if outcome == "failure"),
+                    "median_duration_s": round(statistics.median(d for _, _, d in group), 6),
+                }
+            )
+        return rows
+
+
 def client_summary(sessions: list[Session]) -> list[dict[str, object]]:
     """CONTRACT CLIENT_SUMMARY rows: one per (client kind, location)."""
-    groups: dict[tuple[str, str], list[Session]] = defaultdict(list)
+    summary = ClientSummary()
     for s in sessions:
-        groups[(s.client_kind, s.location)].append(s)
-    rows = []
-    for (kind, location), group in sorted(groups.items()):
-        protocols = sorted({s.auth_protocol for s in group})
-        rows.append(
-            {
-                "kind": kind,
-                "location": location,
-                "auth_protocols": protocols,
-                "sessions": len(group),
-                "succeeded": sum(1 for s in group if s.outcome == "success"),
-                "failed": sum(1 for s in group if s.outcome == "failure"),
-                "median_duration_s": round(statistics.median(s.duration for s in group), 6),
-            }
-        )
-    return rows
+        summary.add(s)
+    return summary.rows()

@@ -161,7 +161,7 @@ def _engine_run(capture: Path, source: str, udp_ports: frozenset[int] | None) ->
             dispatcher.run(iter(cap))  # one by one
         info = CaptureInfo(str(capture), cap.format, dispatcher.stats["packets"], False, dispatcher.warnings)
     engine.finish()
-    analysis = Analysis([info], engine.steps, engine.auth, engine.tls)
+    analysis = Analysis.from_steps([info], engine.steps, engine.auth, engine.tls)
     return _document(analysis), dict(dispatcher.stats), fed
 
 

@@ -176,6 +176,7 @@ class HttpClassifier:
         if tok.ntlm is not None:
             msg = tok.ntlm
             self.out.add_auth(
+                step,
                 ntlm_exchange(msg, time=req.ts, frame=req.frame, transport="http", src=ep.src, dst=ep.dst, conn=ep.conn)
             )
             step.facts["ntlm_message"] = msg.message_type
@@ -197,6 +198,7 @@ class HttpClassifier:
                 step.facts["negotiate_ntlm"] = True
         elif tok.protocol == "kerberos":
             self.out.add_auth(
+                step,
                 kerberos_token_exchange(tok, time=req.ts, frame=req.frame, transport="http", src=ep.src, dst=ep.dst, conn=ep.conn)
             )
             step.credential = tok.complete_credential
@@ -223,6 +225,7 @@ class HttpClassifier:
                     continue
                 if tok.ntlm is not None:
                     self.out.add_auth(
+                step,
                         ntlm_exchange(tok.ntlm, time=resp.ts, frame=resp.frame, transport="http", src=ep.dst, dst=ep.src, conn=ep.conn)
                     )
                     if tok.ntlm.server_challenge:
@@ -231,6 +234,7 @@ class HttpClassifier:
                         step.facts["ntlm_target"] = dict(tok.ntlm.target_info)
                 elif tok.protocol == "kerberos" and tok.kerberos_message:
                     self.out.add_auth(
+                step,
                         kerberos_token_exchange(tok, time=resp.ts, frame=resp.frame, transport="http", src=ep.dst, dst=ep.src, conn=ep.conn)
                     )
         if offered:

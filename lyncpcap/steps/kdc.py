@@ -60,23 +60,23 @@ class KdcClassifier:
         realm = msg.crealm or msg.realm
         # the service's realm: the request body's for requests, the ticket's for replies
         where = ("req_body",) if is_request else ("ticket", "top")
-        service_realm = next((p.realm for p in msg.principals if p.kind == "sname" and p.where in where and p.realm), msg.realm)
-        self.out.add_auth(
-            AuthExchange(
-                time=ts,
-                frame=frame,
-                transport="kdc",
-                protocol="kerberos",
-                message=msg.name,
-                src=src,
-                dst=dst,
-                user=user,
-                realm=service_realm,
-                spn=spn,
-                error_code=msg.error_code,
-                cname=principal(user, realm),
-                conn=conn,
-            )
+        service_realm = next(
+            (p.realm for p in msg.principals if p.kind == "sname" and p.where in where and p.realm), msg.realm
+        )
+        exchange = AuthExchange(
+            time=ts,
+            frame=frame,
+            transport="kdc",
+            protocol="kerberos",
+            message=msg.name,
+            src=src,
+            dst=dst,
+            user=user,
+            realm=service_realm,
+            spn=spn,
+            error_code=msg.error_code,
+            cname=principal(user, realm),
+            conn=conn,
         )
         if is_request:
             key = (src, conn if conn is not None else sport, dst)
@@ -105,18 +105,23 @@ class KdcClassifier:
             if msg.name == "as-req":
                 step.facts["preauth"] = 2 in msg.padata_types
                 if user:
-                    step.evidence.append(Evidence("account", principal(user, msg.realm) or user, "Kerberos AS-REQ cname"))
+                    step.evidence.append(
+                        Evidence("account", principal(user, msg.realm) or user, "Kerberos AS-REQ cname")
+                    )
             if spn:
                 step.facts["spn"] = spn
+            self.out.add_auth(step, exchange)
             self.pending.setdefault(key, []).append(_Pending(step, msg))
             return
         key = (dst, conn if conn is not None else dport, src)
         queue = self.pending.get(key)
         if not queue:
-            return  # an answer whose request was not captured
+            self.out.add_auth(None, exchange)  # an answer whose request was not captured
+            return
         p = queue.pop(0)
         if not queue:
             del self.pending[key]
+        self.out.add_auth(p.step, exchange)
         self._answer(p, msg, ts)
 
     def _answer(self, p: _Pending, msg: kerberos.KerberosMessage, ts: float) -> None:
@@ -137,17 +142,27 @@ class KdcClassifier:
                     f' e-text "{msg.e_text}"' if msg.e_text else ""
                 )
                 if code == 7 and p.msg.sname:
-                    step.failure_reason = f"Kerberos: the SPN {p.msg.sname} is not registered; the client falls back to NTLM"
+                    step.failure_reason = (
+                        f"Kerberos: the SPN {p.msg.sname} is not registered; the client falls back to NTLM"
+                    )
                 step.detail = step.failure_evidence
         else:
             step.status = msg.name
             step.result = "success"
             if msg.cname:
-                step.evidence.append(Evidence("account", principal(msg.cname, msg.crealm or msg.realm) or msg.cname, f"Kerberos {msg.name.upper()} cname"))
+                step.evidence.append(
+                    Evidence(
+                        "account",
+                        principal(msg.cname, msg.crealm or msg.realm) or msg.cname,
+                        f"Kerberos {msg.name.upper()} cname",
+                    )
+                )
             if msg.enc_etype is not None:
                 step.facts["ticket_etype"] = msg.enc_etype
             step.detail = f"ticket for {p.msg.sname or msg.sname}" + (
-                f" (etype {kerberos.ETYPE_NAMES.get(msg.enc_etype, msg.enc_etype)})" if msg.enc_etype is not None else ""
+                f" (etype {kerberos.ETYPE_NAMES.get(msg.enc_etype, msg.enc_etype)})"
+                if msg.enc_etype is not None
+                else ""
             )
         self.out.add_step(step)
 

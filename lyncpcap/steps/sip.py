@@ -169,7 +169,7 @@ class SipClassifier:
             details.append(f"{scheme} start")
             return
         if tok.ntlm is not None:
-            self.out.add_auth(ntlm_exchange(tok.ntlm, time=msg.ts, frame=msg.frame, transport="sip", src=ep.src, dst=ep.dst, conn=ep.conn))
+            self.out.add_auth(step, ntlm_exchange(tok.ntlm, time=msg.ts, frame=msg.frame, transport="sip", src=ep.src, dst=ep.dst, conn=ep.conn))
             if tok.ntlm.message_type == 3:
                 step.credential = True
                 response = tok.ntlm.crackable(self.challenges.get(msg.call_id, b""))
@@ -182,7 +182,7 @@ class SipClassifier:
                     step.facts["ntlm_version"] = tok.ntlm.ntlm_version
                 details.append("NTLM AUTHENTICATE")
         elif tok.protocol == "kerberos":
-            self.out.add_auth(kerberos_token_exchange(tok, time=msg.ts, frame=msg.frame, transport="sip", src=ep.src, dst=ep.dst, conn=ep.conn))
+            self.out.add_auth(step, kerberos_token_exchange(tok, time=msg.ts, frame=msg.frame, transport="sip", src=ep.src, dst=ep.dst, conn=ep.conn))
             step.credential = tok.complete_credential
             if tok.spn:
                 step.facts["spn"] = tok.spn
@@ -227,11 +227,11 @@ class SipClassifier:
                 if raw and av.lscheme in ("ntlm", "kerberos"):
                     tok = decode_token(raw)
                     if tok is not None and tok.ntlm is not None:
-                        self.out.add_auth(ntlm_exchange(tok.ntlm, time=msg.ts, frame=msg.frame, transport="sip", src=p.ep.dst, dst=p.ep.src, conn=p.ep.conn))
+                        self.out.add_auth(step, ntlm_exchange(tok.ntlm, time=msg.ts, frame=msg.frame, transport="sip", src=p.ep.dst, dst=p.ep.src, conn=p.ep.conn))
                         if tok.ntlm.server_challenge:
                             self.challenges[msg.call_id] = tok.ntlm.server_challenge
                     elif tok is not None and tok.protocol == "kerberos" and tok.kerberos_message:
-                        self.out.add_auth(kerberos_token_exchange(tok, time=msg.ts, frame=msg.frame, transport="sip", src=p.ep.dst, dst=p.ep.src, conn=p.ep.conn))
+                        self.out.add_auth(step, kerberos_token_exchange(tok, time=msg.ts, frame=msg.frame, transport="sip", src=p.ep.dst, dst=p.ep.src, conn=p.ep.conn))
         if offered:
             step.facts["offered"] = offered
         if (msg.headers.get("ms-user-logon-data") or "").lower().startswith("remoteuser"):
