@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
@@ -14,6 +14,9 @@ from lyncpcap.commands.common import (
     QuietOption,
     RevealOption,
     RsaKeyOption,
+    byte_progress,
+    checked_keylog,
+    checked_rsa_keys,
     choice,
     note,
     run_analysis,
@@ -89,6 +92,10 @@ def analyze_command(
     chosen = resolve_format(fmt, output)
     if chosen == "csv" and output is not None and _is_folder(output) and output.exists() and not output.is_dir():
         raise UsageProblem(f"--output {output}: not a folder")
+    if chosen in ("json", "jsonl"):
+        # streamed: each session is written when it closes, so memory stays flat on any capture size
+        stream_document(captures, keylog, rsa_key, quiet, reveal_secrets, output, lines=chosen == "jsonl")
+        return
     analysis = run_analysis(captures, keylog, quiet, rsa_key)
     reveal = reveal_secrets
     if chosen == "table":
@@ -98,15 +105,6 @@ def analyze_command(
             stdout_console(None).print(table.analysis_view(analysis, reveal))
         else:
             write_output(table.render_text(table.analysis_view(analysis, reveal), width=140), output)
-    elif chosen == "json":
-        from lyncpcap.report import exports
-
-        doc = exports.document(analysis, reveal)
-        write_stream(lambda out: exports.write_json(doc, out), output)
-    elif chosen == "jsonl":
-        from lyncpcap.report import exports
-
-        write_output(exports.jsonl_text(analysis, reveal), output)
     elif chosen == "csv":
         from lyncpcap.report import exports
 
@@ -123,3 +121,33 @@ def analyze_command(
         from lyncpcap.report import html
 
         write_output(html.report(analysis, reveal), output)
+
+
+def stream_document(
+    captures: list[Path],
+    keylog: Path | None,
+    rsa_keys: list[str] | None,
+    quiet: bool,
+    reveal: bool,
+    output: Path | None,
+    *,
+    lines: bool,
+) -> None:
+    """The JSON document (or JSON Lines) written while the analysis runs."""
+    from lyncpcap import inputs, pipeline
+    from lyncpcap.read import open_capture
+    from lyncpcap.report.stream import DocumentWriter
+
+    checked_key = checked_keylog(keylog)
+    keys = checked_rsa_keys(rsa_keys)
+    for path in captures:  # unreadable input: one line and exit 2 before any output is opened
+        if inputs.sniff(path) is inputs.InputKind.CAPTURE:
+            with open_capture(path):
+                pass
+
+    def produce(out: TextIO) -> None:
+        with DocumentWriter(out, reveal=reveal, lines=lines) as writer, byte_progress(captures, quiet) as progress:
+            pipeline.run(list(captures), writer, keylog=checked_key, rsa_keys=keys, progress=progress)
+            writer.end()
+
+    write_stream(produce, output)
