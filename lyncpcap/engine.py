@@ -267,6 +267,49 @@ class Engine:
             return None
         return _Flip(sink) if flip else sink
 
+    def connect_failed(self, conn: Connection, how: str, ts: float, frame: int, syns: int) -> None:
+        """A TCP connection that never carried a byte: a step the sign-in may have failed at."""
+        server = f"[{conn.server}]" if ":" in conn.server else conn.server
+        target = f"{server}:{conn.server_port}"
+        reason, evidence = {
+            "refused": (
+                f"could not connect to {target}: connection refused (nothing listens there, or a firewall rejects it)",
+                f"TCP RST answering the SYN (frame {frame})",
+            ),
+            "reset": (
+                f"{target} closed the connection before any data was exchanged",
+                f"TCP RST right after the handshake (frame {frame})",
+            ),
+            "no answer": (
+                f"could not connect to {target}: no answer (a firewall drops it, or the host is down)",
+                f"{syns} SYN(s) without reply, the last in frame {frame}",
+            ),
+        }[how]
+        step = Step(
+            step="other",
+            time=conn.first_ts,
+            end=ts,
+            frame=conn.first_frame,
+            src=conn.client,
+            dst=conn.server,
+            method="TCP",
+            url=f"tcp://{target}",
+            status=how,
+            auth=None,
+            detail=reason,
+            result="failure",
+            client=conn.client,
+            client_port=conn.client_port,
+            server_port=conn.server_port,
+            conn=conn.index,
+            transport="tcp",
+            failure_reason=reason,
+            failure_evidence=evidence,
+        )
+        step.facts["lync"] = False
+        step.facts["connect_failure"] = how
+        self.add_step(step)
+
     def udp_handler(self, ts: float, frame: int, src: str, sport: int, dst: str, dport: int, payload: bytes) -> None:
         if sport in DNS_PORTS or dport in DNS_PORTS:
             self.dns.on_datagram(payload, ts=ts, frame=frame, src=src, sport=sport, dst=dst, dport=dport)
@@ -517,6 +560,7 @@ def analyse_file(
             engine.tcp_selector,
             engine.udp_handler,
             udp_ports=None if full else UDP_PORTS,
+            connect_failed=engine.connect_failed,
         )
         cap.read_head()  # pcapng: interface and secrets blocks in front of the first packet
         decryption.secrets_seen(cap.secrets)

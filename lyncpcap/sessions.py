@@ -277,6 +277,8 @@ def _server_names(b: _Builder) -> tuple[set[str], set[str]]:
     addrs: set[str] = set()
     for s in b.steps:
         if s.step == "dns":
+            # the servers the sign-in's own discovery lookups pointed at
+            addrs.update(s.facts.get("addresses") or ())
             continue
         addrs.add(s.dst)
         host = s.facts.get("host")
@@ -437,7 +439,8 @@ def _auth_protocol(steps: list[Step]) -> str:
 
 
 def _outcome(steps: list[Step]) -> tuple[str, dict[str, str] | None]:
-    relevant = [s for s in steps if s.step != "other"]
+    # other web requests do not decide a sign-in; a connection that could not be made does
+    relevant = [s for s in steps if s.step != "other" or s.facts.get("connect_failure")]
     goal = [s for s in relevant if s.facts.get("goal") and s.result == "success"]
     final_failure: Step | None = None
     failures: list[Step] = []

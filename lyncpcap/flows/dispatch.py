@@ -99,6 +99,7 @@ class StreamSink(Protocol):
 
 
 TcpSelector = Callable[[Connection, int, bytes], StreamSink | None]
+ConnectFailed = Callable[[Connection, str, float, int, int], None]
 UdpHandler = Callable[[float, int, str, int, str, int, bytes], None]
 
 
@@ -157,6 +158,9 @@ class _Flow:
         "state",
         "stats",
         "syn_seen",
+        "syns",
+        "synack_seen",
+        "payload_seen",
     )
 
     def __init__(
@@ -190,6 +194,9 @@ class _Flow:
         self.state = _PENDING
         self.halves = (_Half(), _Half())
         self.stats = stats
+        self.syns = 0  # SYNs the client sent (retransmissions included)
+        self.synack_seen = False
+        self.payload_seen = False
 
     def connection(self) -> Connection:
         if self.conn is None:
@@ -240,8 +247,14 @@ class _Flow:
         if flags & _RST:
             self.end(ts, frame, "rst")
             return _CLOSED
+        if flags & _SYN:
+            if flags & _ACK:
+                self.synack_seen = True
+            else:
+                self.syns += 1
         dseq = (seq + 1) & _M if flags & _SYN else seq
         if paylen:
+            self.payload_seen = True
             if self.state == _PENDING:
                 sink = selector(self.connection(), d, payload)
                 if sink is None:
@@ -423,9 +436,14 @@ class Dispatcher:
         udp_handler: UdpHandler,
         udp_ports: frozenset[int] | None = frozenset({53, 88, 5060}),
         tcp_ports: frozenset[int] | None = None,
+        connect_failed: ConnectFailed | None = None,
     ) -> None:
+        """`connect_failed(conn, how, ts, frame, syns)` hears of connections that never carried a
+        byte: "refused" (the server answered the SYN with RST), "reset" (RST right after the
+        handshake), "no answer" (SYNs without reply: a dropping firewall, a host that is down)."""
         self.udp_ports = udp_ports
         self.tcp_ports = tcp_ports
+        self._connect_failed = connect_failed
         self._counts: Counter[str] = Counter()
         self.decoder = Decoder(self._counts)
         self._selector = tcp_selector
@@ -515,6 +533,7 @@ class Dispatcher:
         decode = decoder.decode
         selector = self._selector
         udp_handler = self._udp_handler
+        connect_failed = self._connect_failed
         udp_ports = self.udp_ports
         tcp_ports = self.tcp_ports
         table: dict[bytes, _Flow | int] = {}
@@ -551,8 +570,15 @@ class Dispatcher:
 
             doomed = [key for key, entry in table.items() if stale(entry)]
             for key in doomed:
-                del table[key]
+                entry = table.pop(key)
+                if isinstance(entry, _Flow) and key == entry.k0:
+                    unanswered(entry)
             counts["tcp.table_evictions"] += len(doomed)  # keys: two per connection
+
+        def unanswered(flow: _Flow) -> None:
+            """A client's SYNs that got nothing back (reported once the flow is given up)."""
+            if connect_failed is not None and flow.syns and not flow.synack_seen and flow.halves[1].base is None:
+                connect_failed(flow.connection(), "no answer", flow.last_ts, flow.last_frame, flow.syns)
 
         def retire(flow: _Flow, closed: bool) -> None:
             v0, v1 = flow.entries(genfloor, closed)
@@ -624,6 +650,9 @@ class Dispatcher:
                 if entry is not None:
                     state = flow.segment(d, seq, ack, flags, payload, paylen, ts, frame, selector)
                     if state:
+                        if flags & _RST and d == 1 and flow.syns and not flow.payload_seen and connect_failed is not None:
+                            how = "reset" if flow.synack_seen else "refused"
+                            connect_failed(flow.connection(), how, ts, frame, flow.syns)
                         retire(flow, state == _CLOSED)
                     return
             index = n_conn
@@ -745,6 +774,8 @@ class Dispatcher:
         def finish() -> None:
             flows = {id(v): v for v in table.values() if isinstance(v, _Flow)}
             for flow in sorted(flows.values(), key=lambda f: f.index):
+                if flow.state == _PENDING and flow.syns > 1:  # retried SYNs still unanswered at the end
+                    unanswered(flow)
                 flow.end(flow.last_ts, flow.last_frame, "eof")
             table.clear()
             decoder.finish()

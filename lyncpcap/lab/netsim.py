@@ -686,6 +686,32 @@ class TcpConn:
         t = self._emit(c, t + self.one_way, ACK)
         self.net._now_ns = t + c.capture_delay
 
+    def refused(self) -> None:
+        """Instead of a handshake: the SYN is answered with RST (nothing listens on the port)."""
+        c, s = self._c, self._s
+        c.snd_nxt = c.snd_una = c.isn
+        options = struct.pack("!BBH", 2, 4, self.mss) + b"\x01" + struct.pack("!BBB", 3, 3, WINDOW_SCALE)
+        options += b"\x01\x01" + struct.pack("!BB", 4, 2)
+        t = self._emit(c, self.net._now_ns - c.capture_delay, SYN, options=options, window=min(self.window, 0xFFFF))
+        c.snd_nxt += 1
+        s.rcv_nxt = c.isn + 1
+        t = self._emit(s, t + self.one_way, RST | ACK, seq=0, window=0)
+        self.net._now_ns = t + self.one_way + c.capture_delay
+        self._closed = True
+
+    def unanswered(self, tries: int = 3) -> None:
+        """Instead of a handshake: SYNs retransmitted 1 s, 2 s, 4 s … apart, never answered."""
+        c = self._c
+        c.snd_nxt = c.snd_una = c.isn
+        options = struct.pack("!BBH", 2, 4, self.mss) + b"\x01" + struct.pack("!BBB", 3, 3, WINDOW_SCALE)
+        options += b"\x01\x01" + struct.pack("!BB", 4, 2)
+        t = self.net._now_ns - c.capture_delay
+        for n in range(tries):
+            t = self._emit(c, t, SYN, seq=c.isn, options=options, window=min(self.window, 0xFFFF))
+            t += (1 << n) * 1_000_000_000
+        self.net._now_ns = t + c.capture_delay
+        self._closed = True
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("connection is closed")

@@ -598,6 +598,43 @@ def adfs_failures(cap: Capture) -> None:
     cap.notes.append("the pool offers WS-Fed passive but still also Windows authentication in its MEX: two-factor can be bypassed")
 
 
+def connect_failures(cap: Capture) -> None:
+    w = Contoso(cap)
+    phone = cap.net.host("xavier-phone", "192.168.9.40")
+    router = cap.net.host("xavier-router", "192.168.9.1")
+    cap.net.capture_host = phone
+    t = cap.session(kind="unknown", location="external", address="192.168.9.40", user=None, auth_protocol="unknown",
+                    outcome="failure", failure_step="other")
+    c = Client(cap, w, phone, t, ua=ANDROID_UA, rtt=0.05, resolver=router)
+    nxdomain(c, "lyncdiscoverinternal.contoso.com")
+    c.dns("lyncdiscover.contoso.com")
+    for _ in range(2):  # the reverse proxy is down: its address answers every SYN with RST
+        cap.net.tcp(phone, w.rp_ext, w.ports.web, rtt=0.05, handshake=False).refused()
+        t.record("other", "TCP", "refused")
+        cap.net.advance(1.5)
+    cap.net.advance(20.0)
+    # a desktop whose internal Autodiscover address is silently dropped by a firewall: it waits out
+    # three SYNs (7 s), then signs in through the reverse proxy
+    pc = cap.net.host("yvonne-pc", "192.168.9.41")
+    t2 = cap.session(kind="Lync 2013 desktop", location="external", address="192.168.9.41", user="CONTOSO\\yvonne",
+                     auth_protocol="ntlm", outcome="success")
+    c2 = Client(cap, w, pc, t2, ua=DESKTOP_HTTP_UA, rtt=0.04, resolver=router)
+    c2.dns("lyncdiscoverinternal.contoso.com")
+    cap.net.tcp(pc, w.fe_host, w.ports.web, rtt=0.04, handshake=False).unanswered(3)
+    t2.record("other", "TCP", "no answer")
+    c2.dns("lyncdiscover.contoso.com")
+    discover_xml(c2, w.rp_ext, "lyncdiscover.contoso.com", sip("yvonne"), web=w.ext_web)
+    applies = desktop_web_ticket_path(c2, w, w.rp_ext, w.ext_web, "yvonne", location="External")
+    ticket = webticket_ntlm(c2, w.rp_ext, w.ext_web, user="yvonne", password="Yv0nne!Home", workstation="YVONNE-PC",
+                            sip_uri=sip("yvonne"), applies_to=applies)
+    assert ticket
+    user_200(c2, w.rp_ext, w.ext_web, ticket, location="External")
+    c2.close_all()
+    cap.findings += ["external-domain-credentials", "external-without-mfa"]
+    cap.notes.append("the phone's reverse proxy refuses connections (RST); the desktop's internal Autodiscover "
+                     "address is dropped by a firewall, so it loses 7 s before falling back to lyncdiscover")
+
+
 # -----------------------------------------------------------------------------------------------
 # 10  Password spraying against the published web services
 # -----------------------------------------------------------------------------------------------
@@ -786,6 +823,9 @@ CATALOGUE: tuple[Spec, ...] = (
     Spec("09h-adfs-errors", adfs_failures,
          "Failure: AD FS rejects a password (errorText) and fails after the second factor (MSIS7012 error page)",
          116, t0(21, 11, 0)),
+    Spec("09i-connect-failures", connect_failures,
+         "Failure: the reverse proxy refuses connections (RST); a firewall drops internal Autodiscover (SYN timeouts)",
+         120, t0(21, 11, 30)),
     Spec("10-password-spray", password_spray,
          "Attack: password spraying on /WebTicketService.svc/Auth (fast) and /oauthtoken (slow)",
          117, t0(22, 2, 10)),
