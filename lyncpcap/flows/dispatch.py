@@ -152,15 +152,15 @@ class _Flow:
         "k1",
         "last_frame",
         "last_ts",
+        "payload_seen",
         "saddr",
         "sink",
         "sport",
         "state",
         "stats",
         "syn_seen",
-        "syns",
         "synack_seen",
-        "payload_seen",
+        "syns",
     )
 
     def __init__(
