@@ -46,6 +46,8 @@ from lyncpcap.steps.http import HTTPS_PORTS, ConnState, HttpClassifier
 from lyncpcap.steps.kdc import KdcClassifier
 from lyncpcap.steps.sip import SipClassifier
 
+#: alerts a client sends when it rejects the server's certificate
+CERTIFICATE_ALERTS = frozenset({42, 43, 44, 45, 46, 48, 49})
 DNS_PORTS = frozenset({53})
 KDC_PORTS = frozenset({88})
 SIP_UDP_PORTS = frozenset({5060})
@@ -159,13 +161,18 @@ class _TlsSink:
     (then `done`, so the flows layer drops the rest).  Certificates are not decoded: the record has
     no place for them, and decoding them was most of the cost of a TLS-heavy capture."""
 
-    def __init__(self, record: TlsConnection) -> None:
+    def __init__(self, record: TlsConnection, on_failed: Callable[[TlsConnection, float, int, str], None] | None = None) -> None:
         self.record = record
         self.inspector = tls.TlsStreamInspector(certificates=False)
         self.done = False
+        self.on_failed = on_failed
+        self.alert_at: tuple[float, int] | None = None  # when the first alert was seen
 
     def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
+        had = len(self.inspector.alerts)
         self.inspector.feed(direction, data)
+        if self.alert_at is None and len(self.inspector.alerts) > had:
+            self.alert_at = (ts, frame)
         self._update()
         if self.record.application_data:
             self.done = True
@@ -175,6 +182,27 @@ class _TlsSink:
 
     def on_close(self, ts: float, frame: int, how: str) -> None:
         self._update()
+        # A handshake that failed (a fatal alert) or that the client abandoned: it sent nothing
+        # after its ClientHello although the server answered, then hung up.  A client that went
+        # on (ChangeCipherSpec, an encrypted record) and merely left the connection idle, as
+        # browsers' pre-connections do, is not a failure.
+        i = self.inspector
+        fatal = any(level == 2 for _, level, _ in i.alerts)
+        abandoned = (
+            how != "eof"
+            and i.server_hello is not None
+            and not i.saw_change_cipher_spec[tls.CLIENT]
+            and not i.application_data_records[tls.CLIENT]
+            and not i.encrypted_alerts[tls.CLIENT]
+        )
+        if (
+            self.on_failed is not None
+            and i.client_hello is not None
+            and not self.record.application_data
+            and (fatal or abandoned)
+        ):
+            at_ts, at_frame = self.alert_at or (ts, frame)
+            self.on_failed(self.record, at_ts, at_frame, how)
 
     def _update(self) -> None:
         i = self.inspector
@@ -261,11 +289,66 @@ class Engine:
                 time=conn.first_ts,
             )
             self.tls.append(rec)
-            tsink: StreamSink = _TlsSink(rec)
+            tsink: StreamSink = _TlsSink(rec, self.tls_failed)
             return _Flip(tsink) if flip else tsink
         if sink is None:
             return None
         return _Flip(sink) if flip else sink
+
+    def tls_failed(self, rec: TlsConnection, ts: float, frame: int, how: str) -> None:
+        """A TLS handshake that ended without data: a fatal alert, or a client that hung up after
+        the server's certificate (Schannel does that when it does not trust it)."""
+        server = rec.sni or (f"[{rec.server}]" if ":" in rec.server else rec.server)
+        target = f"{server}:{rec.server_port}"
+        fatal = [(d, desc) for d, level, desc in rec.alerts if level == 2]
+        if fatal:
+            direction, desc = fatal[0]
+            name = tls.ALERT_DESCRIPTIONS.get(desc, str(desc))
+            who = "client" if direction == 0 else "server"
+            if direction == 0 and desc in CERTIFICATE_ALERTS:
+                reason = f"the client does not trust the certificate of {target} ({name}): private CA, expired or wrong name"
+            elif desc in (40, 70, 71):  # handshake_failure, protocol_version, insufficient_security
+                reason = (
+                    f"TLS handshake with {target} failed ({name} from the {who}): "
+                    "client and server share no TLS version or cipher suite"
+                )
+            else:
+                reason = f"TLS handshake with {target} failed: the {who} sent a fatal {name} alert"
+            status = name
+            evidence = f"TLS alert {name} ({desc}) from the {who}, frame {frame}"
+        else:
+            reason = (
+                f"the client gave up the TLS handshake with {target} after the server's certificate "
+                "(often: the certificate is not trusted or does not name the server)"
+            )
+            status = "abandoned"
+            evidence = f"connection closed ({how}) after the server's hello, before any data (frame {frame})"
+        step = Step(
+            step="other",
+            time=rec.time,
+            end=ts,
+            frame=rec.first_frame,
+            src=rec.client,
+            dst=rec.server,
+            method="TLS",
+            url=f"tls://{target}",
+            status=status,
+            auth=None,
+            detail=reason,
+            result="failure",
+            client=rec.client,
+            client_port=rec.client_port,
+            server_port=rec.server_port,
+            conn=rec.conn,
+            transport="tcp",
+            failure_reason=reason,
+            failure_evidence=evidence,
+        )
+        step.facts["lync"] = False
+        step.facts["connect_failure"] = "tls"
+        if rec.sni:
+            step.facts["host"] = rec.sni
+        self.add_step(step)
 
     def connect_failed(self, conn: Connection, how: str, ts: float, frame: int, syns: int) -> None:
         """A TCP connection that never carried a byte: a step the sign-in may have failed at."""

@@ -635,6 +635,27 @@ def connect_failures(cap: Capture) -> None:
                      "address is dropped by a firewall, so it loses 7 s before falling back to lyncdiscover")
 
 
+def certificate_untrusted(cap: Capture) -> None:
+    from lyncpcap.lab.tlssim import untrusted_handshake
+
+    w = Contoso(cap)
+    phone = cap.net.host("zoe-phone", "192.168.11.20")
+    router = cap.net.host("zoe-router", "192.168.11.1")
+    cap.net.capture_host = phone
+    t = cap.session(kind="unknown", location="external", address="192.168.11.20", user=None, auth_protocol="unknown",
+                    outcome="failure", failure_step="other")
+    c = Client(cap, w, phone, t, ua=ANDROID_UA, rtt=0.05, resolver=router)
+    nxdomain(c, "lyncdiscoverinternal.contoso.com")
+    c.dns("lyncdiscover.contoso.com")
+    for _ in range(2):  # the phone does not know the private CA that signed the reverse proxy's certificate
+        untrusted_handshake(cap.net.tcp(phone, w.rp_ext, 443, rtt=0.05), cap.pki, [w.ext_web, "lyncdiscover.contoso.com"],
+                            sni="lyncdiscover.contoso.com")
+        t.record("other", "TLS", "unknown_ca")
+        cap.net.advance(2.0)
+    cap.notes.append("the reverse proxy's certificate comes from a private CA the phone does not trust: the phone "
+                     "sends a fatal unknown_ca alert after the server's certificate")
+
+
 # -----------------------------------------------------------------------------------------------
 # 10  Password spraying against the published web services
 # -----------------------------------------------------------------------------------------------
@@ -826,6 +847,9 @@ CATALOGUE: tuple[Spec, ...] = (
     Spec("09i-connect-failures", connect_failures,
          "Failure: the reverse proxy refuses connections (RST); a firewall drops internal Autodiscover (SYN timeouts)",
          120, t0(21, 11, 30)),
+    Spec("09j-certificate-untrusted", certificate_untrusted,
+         "Failure: a phone does not trust the reverse proxy's certificate (real TLS, fatal unknown_ca alert)",
+         121, t0(21, 12, 0), tls=True),
     Spec("10-password-spray", password_spray,
          "Attack: password spraying on /WebTicketService.svc/Auth (fast) and /oauthtoken (slow)",
          117, t0(22, 2, 10)),

@@ -392,6 +392,37 @@ class TlsConn:
             self.tcp.reply(data, think=0.0)
 
 
+def untrusted_handshake(tcp: TcpConn, pki: Pki, server_names: list[str], *, sni: str, think: float = 0.005) -> None:
+    """A client that does not trust the server's certificate (its store lacks the lab's CA): the
+    real handshake runs until the client checks the chain, sends its fatal alert and hangs up."""
+    client_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the default store: the lab CA is unknown
+    client_ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    client_ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    _, server_ctx = _contexts(pki, server_names, version="1.2", kx="ecdhe", keylog_path=None)
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_ctx.wrap_bio(c_in, c_out, server_side=False, server_hostname=sni)
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    for _ in range(6):
+        try:
+            _handshake_step(client)
+        except ssl.SSLCertVerificationError:
+            tcp.send(c_out.read())  # the alert
+            break
+        flight = c_out.read()
+        if flight:
+            tcp.send(flight)
+            s_in.write(flight)
+        with contextlib.suppress(ssl.SSLError):
+            _handshake_step(server)
+        flight = s_out.read()
+        if flight:
+            tcp.reply(flight, think=think)
+            c_in.write(flight)
+    else:
+        raise RuntimeError("the client trusted a certificate it should not")
+    tcp.close(by="client")
+
+
 def tls_dsk_flights(
     pki: Pki, user_cn: str, server_name: str, *, keylog: list[str] | None = None
 ) -> list[bytes]:
