@@ -336,16 +336,24 @@ def _location(steps: list[Step], client: str) -> tuple[str, list[str]]:
     ]
     # which lyncdiscover name the client could use
     disc = {s.facts.get("discover"): s for s in steps if s.step == "dns" and s.facts.get("discover")}
-    internal_dns = disc.get("internal")
-    if internal_dns is not None:
+    srv = {s.facts.get("discover_srv"): s for s in steps if s.step == "dns" and s.facts.get("discover_srv")}
+    # lyncdiscover first; the SIP SRV names (clients before Lync 2013, and the fallback when
+    # Autodiscover is not published) when those settle nothing.  The internal name is published
+    # only in the internal zone: it resolving means inside; only the public one resolving, outside.
+    for names in (disc, srv):
+        internal_dns = names.get("internal")
+        if internal_dns is None:
+            continue
         if internal_dns.result == "info":
             medium["internal"] += 1
             evidence.append(f"internal: {internal_dns.url} resolved (frame {internal_dns.frame})")
-        elif "external" in disc and disc["external"].result == "info":
+            break
+        if "external" in names and names["external"].result == "info":
             medium["external"] += 1
             evidence.append(
-                f"external: {internal_dns.url} did not resolve, {disc['external'].url} did (frame {disc['external'].frame})"
+                f"external: {internal_dns.url} did not resolve, {names['external'].url} did (frame {names['external'].frame})"
             )
+            break
     verdict = "unknown"
     if strong:
         if len(strong) == 1:
@@ -462,9 +470,57 @@ def _outcome(steps: list[Step]) -> tuple[str, dict[str, str] | None]:
             "reason": reason,
             "evidence": final_failure.failure_evidence or final_failure.detail,
         }
+    dead_end = _dead_end(relevant)
+    if dead_end is not None:
+        return "failure", dead_end
     if any(s.result == "success" and (s.credential or s.step in ("autodiscover", "certprov")) for s in relevant):
         return "success", None
     return "incomplete", None
+
+
+#: web-ticket methods a client can use without AD FS (MEX port names, protocols/mex.py)
+NON_PASSIVE_METHODS = frozenset({"windows", "ntlm", "password", "anonymous", "oauth", "pin"})
+
+
+def _dead_end(steps: list[Step]) -> dict[str, str] | None:
+    """A client that stopped where the pool asks for what it cannot give (PROTOCOL.md §9.5,
+    "legacy client on a 2FA pool"): the web ticket service offers only passive (AD FS) and
+    certificate tickets and the client never went to AD FS; or SIP offers only TLS-DSK and the
+    client never got a certificate.  Nothing else happened after that point."""
+    if any(s.step == "adfs" or s.credential for s in steps):
+        return None
+    sip_dsk_only = [
+        s
+        for s in steps
+        if s.step == "sip-register" and s.result == "challenge" and [o.lower() for o in s.facts.get("offered", ())] == ["tls-dsk"]
+    ]
+    last_sip = next((s for s in reversed(steps) if s.step == "sip-register"), None)
+    sip_evidence = ""
+    if sip_dsk_only and last_sip is sip_dsk_only[-1]:
+        sip_evidence = f"; SIP 401 offers only TLS-DSK (frame {last_sip.frame})"
+    else:
+        sip_dsk_only = []
+    mex = next((s for s in reversed(steps) if s.step == "mex" and s.facts.get("mex_methods")), None)
+    if mex is not None:
+        methods = list(mex.facts["mex_methods"])
+        later = [s for s in steps if s.time > mex.time and s.step in ("webticket", "oauth", "certprov", "sip-register")]
+        if "passive" in methods and not NON_PASSIVE_METHODS.intersection(methods) and not later:
+            return {
+                "step": "mex",
+                "reason": (
+                    "the pool requires two-factor sign-in: web tickets only through AD FS (passive) or a "
+                    "certificate, and the client did not go to AD FS — a client without passive "
+                    "authentication (Lync 2010, older mobile clients) cannot sign in to this pool"
+                ),
+                "evidence": f"MEX offers {', '.join(methods)} (frame {mex.frame}){sip_evidence}",
+            }
+    if sip_dsk_only and not any(s.step == "certprov" and s.result == "success" for s in steps):
+        return {
+            "step": "sip-register",
+            "reason": "the registrar accepts only TLS-DSK (certificates) and the client obtained no certificate: it gave up",
+            "evidence": sip_evidence.lstrip("; "),
+        }
+    return None
 
 
 def _judge(sid: str, b: _Builder) -> Session:

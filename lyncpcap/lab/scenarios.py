@@ -656,6 +656,26 @@ def certificate_untrusted(cap: Capture) -> None:
                      "sends a fatal unknown_ca alert after the server's certificate")
 
 
+def legacy_client_2fa_pool(cap: Capture) -> None:
+    w = Contoso(cap)
+    pc = cap.net.host("victor-pc", "10.0.10.80")
+    cap.net.capture_host = pc
+    t = cap.session(kind="Lync 2010 desktop", location="internal", address="10.0.10.80", user="sip:victor@contoso.com",
+                    auth_protocol="unknown", outcome="failure", failure_step="mex")
+    c = Client(cap, w, pc, t, ua=LYNC2010_UA, rtt=0.0006)
+    c.dns("_sipinternaltls._tcp.contoso.com", "SRV")
+    c.dns(w.fe)
+    leg = sip_leg(c, sip_uri=sip("victor"), ua=LYNC2010_UA)
+    sip_offer(c, leg, ["TLS-DSK"])  # the two-factor pool: certificates only for SIP
+    certprov(c, w.fe_host, w.pool, sip_uri=sip("victor"), ticket="")  # the CertProv metadata names the issuer
+    mex(c, w.fe_host, w.pool, PASSIVE_PORTS)  # ... whose web tickets need AD FS or a certificate
+    cap.net.advance(0.4)
+    leg.conn.close(by="client")  # Lync 2010 cannot do passive authentication: it gives up
+    c.close_all()
+    cap.notes.append("a Lync 2010 desktop on the two-factor pool: SIP offers only TLS-DSK, the web ticket service only "
+                     "passive (AD FS) and certificate; the client has no certificate and cannot do passive, so it stops")
+
+
 # -----------------------------------------------------------------------------------------------
 # 10  Password spraying against the published web services
 # -----------------------------------------------------------------------------------------------
@@ -850,6 +870,9 @@ CATALOGUE: tuple[Spec, ...] = (
     Spec("09j-certificate-untrusted", certificate_untrusted,
          "Failure: a phone does not trust the reverse proxy's certificate (real TLS, fatal unknown_ca alert)",
          121, t0(21, 12, 0), tls=True),
+    Spec("09k-legacy-client-2fa-pool", legacy_client_2fa_pool,
+         "Failure: a Lync 2010 desktop on a two-factor pool: only TLS-DSK and passive web tickets offered, it gives up",
+         122, t0(21, 12, 30)),
     Spec("10-password-spray", password_spray,
          "Attack: password spraying on /WebTicketService.svc/Auth (fast) and /oauthtoken (slow)",
          117, t0(22, 2, 10)),

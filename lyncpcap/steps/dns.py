@@ -77,6 +77,10 @@ class DnsClassifier:
                 step.facts["discover"] = "internal"
             elif low.startswith("lyncdiscover."):
                 step.facts["discover"] = "external"
+            elif low.startswith(("_sipinternaltls._tcp.", "_sipinternal._tcp.")):
+                step.facts["discover_srv"] = "internal"  # published only in the internal zone
+            elif low.startswith(("_sip._tls.", "_sip._tcp.")):
+                step.facts["discover_srv"] = "external"
             step.facts["domain"] = low.split(".", 1)[1] if "." in low else low
             self.pending[key] = _Pending(step, msg.id)
             return
