@@ -478,6 +478,42 @@ def _outcome(steps: list[Step]) -> tuple[str, dict[str, str] | None]:
     return "incomplete", None
 
 
+#: redirects a client follows before it gives up (tools and clients stop after about three hops)
+MAX_REDIRECTS = 3
+
+
+def _redirect_loop(steps: list[Step]) -> dict[str, str] | None:
+    """Autodiscover `Redirect` links or SIP 301s that bounce between pools (PROTOCOL.md §9.1, §9.6)."""
+    for kind in ("autodiscover", "sip-register"):
+        hops = [s for s in steps if s.step == kind and s.facts.get("redirect")]
+        targets = [_host_of(str(s.facts["redirect"])) for s in hops]
+        if len(targets) <= MAX_REDIRECTS and len(set(targets)) == len(targets):
+            continue
+        where = "Autodiscover" if kind == "autodiscover" else "SIP registration"
+        chain = " → ".join([_host_of(hops[0].url or hops[0].dst), *targets])
+        return {
+            "step": kind,
+            "reason": f"{where} redirects go round between pools ({len(hops)} redirects): a homing or topology problem",
+            "evidence": f"redirects {chain} (frames {', '.join(str(s.frame) for s in hops)})",
+        }
+    return None
+
+
+def _host_of(target: str) -> str:
+    """The host of a URL or SIP Contact (`<sip:pool.contoso.com:5061;transport=tls>`)."""
+    t = target.strip().strip("<>")
+    if "://" in t:
+        t = t.split("://", 1)[1]
+    elif t.lower().startswith(("sip:", "sips:")):
+        t = t.split(":", 1)[1]
+    t = t.split("@")[-1]
+    for sep in ("/", ";", ">", "?"):
+        t = t.split(sep, 1)[0]
+    if t.startswith("["):
+        return t.split("]", 1)[0] + "]"
+    return t.rsplit(":", 1)[0] if t.count(":") == 1 else t
+
+
 #: web-ticket methods a client can use without AD FS (MEX port names, protocols/mex.py)
 NON_PASSIVE_METHODS = frozenset({"windows", "ntlm", "password", "anonymous", "oauth", "pin"})
 
@@ -487,8 +523,23 @@ def _dead_end(steps: list[Step]) -> dict[str, str] | None:
     "legacy client on a 2FA pool"): the web ticket service offers only passive (AD FS) and
     certificate tickets and the client never went to AD FS; or SIP offers only TLS-DSK and the
     client never got a certificate.  Nothing else happened after that point."""
+    loop = _redirect_loop(steps)
+    if loop is not None:
+        return loop
     if any(s.step == "adfs" or s.credential for s in steps):
         return None
+    lync = [s for s in steps if s.step not in ("dns", "kerberos", "other")]
+    if lync and lync[-1].step == "autodiscover" and lync[-1].facts.get("bare_401"):
+        last = lync[-1]
+        return {
+            "step": "autodiscover",
+            "reason": (
+                "the server asked for credentials itself, without X-MS-WebTicketURL or MsRtcOAuth: a reverse "
+                "proxy pre-authenticates or strips Lync's headers (publish the Lync web services with "
+                "pass-through authentication)"
+            ),
+            "evidence": f"HTTP {last.status} on {last.url} (frame {last.frame}); WWW-Authenticate: {last.facts['bare_401']}",
+        }
     sip_dsk_only = [
         s
         for s in steps

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import lyncpcap
-from lyncpcap.lab import build, scenarios
-from lyncpcap.lab.flows import certprov, mex, sip_leg, sip_offer
+from lyncpcap.lab import build, lync, scenarios
+from lyncpcap.lab.flows import certprov, discover_json, mex, sip_leg, sip_offer
 from lyncpcap.lab.world import Capture, Client, Contoso, nxdomain
 from lyncpcap.model import Session
 
@@ -82,3 +82,53 @@ def test_only_the_public_sip_srv_name_resolving_means_outside(tmp_path: Path) ->
     assert s.location == "external"
     assert s.failure is not None and s.failure["step"] == "mex"
     assert "MEX offers passive, certificate" in s.failure["evidence"]
+
+
+def test_a_401_without_lyncs_headers_is_a_reverse_proxy_pre_authenticating(tmp_path: Path) -> None:
+    def scenario(cap: Capture) -> None:
+        w = Contoso(cap)
+        phone = cap.net.host("phone", "192.168.9.30")
+        cap.net.capture_host = phone
+        t = cap.session(kind="Lync 2013 Android", location="external", address="192.168.9.30", user=None,
+                        auth_protocol="unknown", outcome="failure")
+        c = Client(cap, w, phone, t, ua=scenarios.ANDROID_UA, rtt=0.04)
+        nxdomain(c, "lyncdiscoverinternal.contoso.com")
+        c.dns("lyncdiscover.contoso.com")
+        discover_json(c, w.rp_ext, "lyncdiscover.contoso.com", web=w.ext_web)
+        c.http(w.rp_ext, w.ext_web, "GET", "/Autodiscover/AutodiscoverService.svc/root/oauth/user", step="autodiscover",
+               headers=[("Accept", "application/json")],
+               response=lambda ts: lync.response(401, [("WWW-Authenticate", 'Basic realm="lyncweb.contoso.com"')],
+                                                 body=b"<html><body>Web Application Proxy: sign in</body></html>",
+                                                 content_type="text/html", ts=ts, server=None))
+        c.close_all()
+
+    s = _session(tmp_path, scenario)
+    assert (s.outcome, s.location) == ("failure", "external")
+    assert s.failure is not None and s.failure["step"] == "autodiscover"
+    assert "pre-authenticates" in s.failure["reason"]
+    assert "WWW-Authenticate: Basic" in s.failure["evidence"]
+
+
+def test_autodiscover_redirects_bouncing_between_pools_are_a_homing_problem(tmp_path: Path) -> None:
+    def scenario(cap: Capture) -> None:
+        w = Contoso(cap)
+        phone = cap.net.host("phone", "192.168.9.31")
+        cap.net.capture_host = phone
+        t = cap.session(kind="Lync 2013 Android", location="external", address="192.168.9.31", user=None,
+                        auth_protocol="unknown", outcome="failure")
+        c = Client(cap, w, phone, t, ua=scenarios.ANDROID_UA, rtt=0.04)
+        c.dns("lyncdiscover.contoso.com")
+        pools = ["lyncweb2.contoso.com", "lyncweb.contoso.com"] * 2
+        for i, target in enumerate(pools):
+            host = "lyncdiscover.contoso.com" if i == 0 else pools[i - 1]
+            body = lync.autodiscover_redirect_json(target, "contoso.com")
+            c.http(w.rp_ext, host, "GET", "/Autodiscover/AutodiscoverService.svc/root", step="autodiscover",
+                   headers=[("Accept", "application/json")],
+                   response=lambda ts, body=body: lync.response(200, body=body, content_type="application/json", ts=ts))
+        c.close_all()
+
+    s = _session(tmp_path, scenario)
+    assert s.outcome == "failure"
+    assert s.failure is not None and s.failure["step"] == "autodiscover"
+    assert "redirects go round between pools (4 redirects)" in s.failure["reason"]
+    assert "lyncweb2.contoso.com → lyncweb.contoso.com → lyncweb2.contoso.com" in s.failure["evidence"]

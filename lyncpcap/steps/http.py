@@ -286,6 +286,8 @@ class HttpClassifier:
                 details.append("asks for an OAuth token")
             else:
                 details.append("401 without X-MS-WebTicketURL or MsRtcOAuth: a reverse proxy may be pre-authenticating")
+                schemes = [v.split(" ", 1)[0].rstrip(",") for v in resp.headers.get_all("WWW-Authenticate")]
+                step.facts["bare_401"] = ", ".join(schemes) or "no WWW-Authenticate"
             step.result = "challenge"
             return
         info = autodiscover.try_parse(resp.body) if resp.body else None
