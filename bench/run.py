@@ -190,6 +190,21 @@ print(json.dumps({"sessions": len(doc["sessions"]), "outcomes": dict(sorted(outc
 """
 
 
+#: the largest TLS sample capture with a key log (issue: lyncpcap's cost on top of tshark's decryption)
+TLS_SAMPLE = ROOT / "sample_captures" / "02-desktop-external-ntlm-tls.pcapng"
+
+
+def tls_overhead(repeat: int) -> list[Run]:
+    """lyncpcap on a TLS capture with its key log against tshark's own decryption pass."""
+    keylog = TLS_SAMPLE.with_suffix(".keylog")
+    mine = best_of(repeat, "lyncpcap analyze --keylog --format json",
+                   [*lyncpcap_command(TLS_SAMPLE), "--keylog", str(keylog)], stdout=OUT / "tls.lyncpcap.json")
+    theirs = best_of(repeat, "tshark -o tls.keylog_file -Y http -T fields",
+                     [_tool("tshark"), "-r", str(TLS_SAMPLE), "-o", f"tls.keylog_file:{keylog}", "-Y", "http",
+                      "-T", "fields", "-e", "http.request.uri"], stdout=OUT / "tls.tshark.tsv")
+    return [mine, theirs]
+
+
 def found_sessions(path: Path) -> dict[str, object]:
     """What lyncpcap's JSON document says, read in another process: this one stays small, because
     a child's peak RSS as the kernel reports it starts from its parent's size at the fork."""
@@ -248,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pyshark", action="store_true")
     parser.add_argument("--no-sweep", action="store_true")
     parser.add_argument("--no-batch", action="store_true")
+    parser.add_argument("--no-tls", action="store_true")
     parser.add_argument("--results", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
 
@@ -323,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
             batch.append(r)
             print(f"  batch --jobs {jobs} {r.wall_s:7.1f} s", flush=True)
 
+    tls: list[Run] = []
+    if not args.no_tls:
+        tls = tls_overhead(max(args.repeat, 5))
+        print(f"  TLS       {tls[0].wall_s:7.2f} s vs tshark {tls[1].wall_s:.2f} s", flush=True)
+
     # -- the report ---------------------------------------------------------------------------
     print()
     print(f"lyncpcap vs tshark vs pyshark on {capture.name}: {packets:,} packets, {size / MB:,.0f} MB, "
@@ -359,12 +380,19 @@ def main(argv: list[str] | None = None) -> int:
               f"cut in 4): --jobs 1 {one.wall_s:.1f} s, "
               f"--jobs 2 {two.wall_s:.1f} s: x{one.wall_s / two.wall_s:.2f} "
               f"(peak RSS {one.peak_tree_mb:.0f} MB vs {two.peak_tree_mb:.0f} MB, whole tree)")
+    if tls:
+        mine, theirs = tls
+        print()
+        print(f"decryption, {TLS_SAMPLE.name} with its key log (best of {max(args.repeat, 5)}): lyncpcap "
+              f"{mine.wall_s:.2f} s (tshark's decryption pass included), tshark alone {theirs.wall_s:.2f} s: "
+              f"x{mine.wall_s / theirs.wall_s:.2f}; lyncpcap adds {mine.wall_s - theirs.wall_s:.2f} s")
     results = {
         "capture": {"file": str(capture), "packets": packets, "bytes": size, **{k: summary.get(k) for k in ("signins", "seed")}},
         "machine": info,
         "runs": [asdict(r) | {"wall_total_s": r.wall, "cpu_total_s": r.cpu} for r in runs],
         "sweep": [{"packets": n, **asdict(r)} for n, r in sweep],
         "batch": [asdict(r) for r in batch],
+        "tls": [asdict(r) for r in tls],
     }
     target = args.results or OUT / f"results-{capture.stem}.json"
     target.write_text(json.dumps(results, indent=2) + "\n")

@@ -34,8 +34,8 @@ from lyncpcap.read.tshark import (
     RsaKey,
     ServerHello,
     Tshark,
+    TsharkCheck,
     TsharkUnavailable,
-    find_tshark,
     server_hellos,
     suite_text,
     undecrypted_reason,
@@ -488,6 +488,7 @@ class _TlsDecryption:
         self.run: ExportRun | None = None
         self.tshark: Tshark | None = None
         self.unavailable: str | None = None
+        self._check: TsharkCheck | None = None
         self.streams = 0  # connections (or tunnels) whose plaintext tshark gave
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if keylog is not None or self.rsa_keys:
@@ -510,12 +511,27 @@ class _TlsDecryption:
         if self.run is not None or self.unavailable is not None:
             return
         try:
-            self.tshark = find_tshark()
+            check = TsharkCheck()
         except TsharkUnavailable as exc:
             self.unavailable = str(exc)  # an error only if some TLS turns out to need decrypting
             return
         self._tmp = tempfile.TemporaryDirectory(prefix="lyncpcap-tls-")
-        self.run = ExportRun(self.tshark, self.path, Path(self._tmp.name), self.keylog, self.rsa_keys)
+        # the export starts while `tshark -v` is still answering; its verdict is read in `apply`,
+        # after lyncpcap's own read of the capture, so the check costs no waiting
+        self.run = ExportRun(check, self.path, Path(self._tmp.name), self.keylog, self.rsa_keys)
+        self._check = check
+
+    def _settle(self) -> None:
+        """The version check's verdict: a tshark too old (or broken) cancels the export."""
+        check, self._check = self._check, None
+        if check is None:
+            return
+        try:
+            self.tshark = check.result()
+        except TsharkUnavailable as exc:
+            self.close()
+            self.run = None
+            self.unavailable = str(exc)
 
     def secrets_seen(self, secrets: Sequence[tuple[int, bytes]]) -> None:
         if not self.embedded and any(stype == TLS_KEY_LOG_SECRETS for stype, _ in secrets):
@@ -524,6 +540,7 @@ class _TlsDecryption:
 
     def apply(self, engine: Engine, secrets: Sequence[tuple[int, bytes]], next_index: int) -> list[str]:
         """Feed what tshark decrypted to `engine`, mark and explain the TLS connections; warnings."""
+        self._settle()
         for t in engine.tls:
             if not t.application_data:
                 t.reason = "no application data followed the handshake" + (

@@ -12,7 +12,6 @@ Plaintext analysis never runs tshark.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
 import re
@@ -40,6 +39,7 @@ __all__ = [
     "RsaKey",
     "ServerHello",
     "Tshark",
+    "TsharkCheck",
     "TsharkUnavailable",
     "find_tshark",
     "key_options",
@@ -78,31 +78,59 @@ class Tshark:
 def find_tshark() -> Tshark:
     """The tshark on PATH, checked to be recent enough; `TsharkUnavailable` (one line, with the
     install command) otherwise."""
-    path = shutil.which("tshark")
-    if path is None:
-        raise TsharkUnavailable(f"TLS decryption needs tshark, which is not on PATH; {INSTALL_HINT}")
-    try:
-        stat = os.stat(path)
-    except OSError as exc:
-        raise TsharkUnavailable(f"cannot run tshark ({path}: {exc.strerror}); {INSTALL_HINT}") from None
-    return _probe(path, stat.st_mtime_ns)
+    return TsharkCheck().result()
 
 
-@functools.lru_cache(maxsize=8)
-def _probe(path: str, _mtime: int) -> Tshark:
-    try:
-        done = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TsharkUnavailable(f"cannot run tshark ({path}: {exc}); {INSTALL_HINT}") from None
-    m = _VERSION.search(done.stdout + done.stderr)
-    if m is None:
-        raise TsharkUnavailable(f"{path} does not say which tshark version it is; {INSTALL_HINT}")
-    version = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
-    if version < MIN_VERSION:
-        need = ".".join(map(str, MIN_VERSION))
-        have = ".".join(map(str, version))
-        raise TsharkUnavailable(f"tshark {have} is too old to decrypt TLS (lyncpcap needs {need} or later); {INSTALL_HINT}")
-    return Tshark(path, version)
+class TsharkCheck:
+    """Finds tshark and starts `tshark -v` at once, judging the answer only when `result()` is
+    asked for: tshark needs a fifth of a second just to start, so the caller starts its real run
+    meanwhile (on another core) instead of waiting for the version first.  A tshark already
+    checked (same path, same modification time) is not run again."""
+
+    def __init__(self) -> None:
+        path = shutil.which("tshark")
+        if path is None:
+            raise TsharkUnavailable(f"TLS decryption needs tshark, which is not on PATH; {INSTALL_HINT}")
+        try:
+            stat = os.stat(path)
+        except OSError as exc:
+            raise TsharkUnavailable(f"cannot run tshark ({path}: {exc.strerror}); {INSTALL_HINT}") from None
+        self.path = path
+        self._key = (path, stat.st_mtime_ns)
+        self._proc: subprocess.Popen[str] | None = None
+        if self._key not in _CHECKED:
+            try:
+                self._proc = subprocess.Popen(
+                    [path, "-v"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                )
+            except OSError as exc:
+                raise TsharkUnavailable(f"cannot run tshark ({path}: {exc}); {INSTALL_HINT}") from None
+
+    def result(self) -> Tshark:
+        known = _CHECKED.get(self._key)
+        if known is not None:
+            return known
+        assert self._proc is not None
+        try:
+            out, _ = self._proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired as exc:
+            self._proc.kill()
+            self._proc.wait()
+            raise TsharkUnavailable(f"cannot run tshark ({self.path}: {exc}); {INSTALL_HINT}") from None
+        m = _VERSION.search(out or "")
+        if m is None:
+            raise TsharkUnavailable(f"{self.path} does not say which tshark version it is; {INSTALL_HINT}")
+        version = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        if version < MIN_VERSION:
+            need = ".".join(map(str, MIN_VERSION))
+            have = ".".join(map(str, version))
+            raise TsharkUnavailable(f"tshark {have} is too old to decrypt TLS (lyncpcap needs {need} or later); {INSTALL_HINT}")
+        _CHECKED[self._key] = found = Tshark(self.path, version)
+        return found
+
+
+#: tshark binaries checked in this process: (path, mtime) → what they are
+_CHECKED: dict[tuple[str, int], Tshark] = {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -228,7 +256,7 @@ SPEED_OPTIONS = ("--disable-heuristic", "http_tls", "--disable-heuristic", "http
 
 
 def export_command(
-    tshark: Tshark, capture: Path, output: Path, keylog: Path | None, rsa_keys: Sequence[RsaKey], *, fast: bool = True
+    tshark: Tshark | TsharkCheck, capture: Path, output: Path, keylog: Path | None, rsa_keys: Sequence[RsaKey], *, fast: bool = True
 ) -> list[str]:
     return [
         tshark.path,
@@ -269,7 +297,7 @@ class ExportRun:
 
     POLL = 0.005  # seconds between looks at a file tshark has not finished
 
-    def __init__(self, tshark: Tshark, capture: Path, workdir: Path, keylog: Path | None, rsa_keys: Sequence[RsaKey]) -> None:
+    def __init__(self, tshark: Tshark | TsharkCheck, capture: Path, workdir: Path, keylog: Path | None, rsa_keys: Sequence[RsaKey]) -> None:
         self.output = workdir / "decrypted-pdus.pcapng"
         self._stderr_path = workdir / "tshark.stderr"
         self._args = (tshark, capture, self.output, keylog, tuple(rsa_keys))
