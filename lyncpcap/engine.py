@@ -323,32 +323,11 @@ class Engine:
             )
             status = "abandoned"
             evidence = f"connection closed ({how}) after the server's hello, before any data (frame {frame})"
-        step = Step(
-            step="other",
-            time=rec.time,
-            end=ts,
-            frame=rec.first_frame,
-            src=rec.client,
-            dst=rec.server,
-            method="TLS",
-            url=f"tls://{target}",
-            status=status,
-            auth=None,
-            detail=reason,
-            result="failure",
-            client=rec.client,
-            client_port=rec.client_port,
-            server_port=rec.server_port,
-            conn=rec.conn,
-            transport="tcp",
-            failure_reason=reason,
-            failure_evidence=evidence,
+        self._connection_failed(
+            "TLS", "tls", target, status, reason, evidence,
+            start=(rec.time, rec.first_frame), end=ts, client=(rec.client, rec.client_port),
+            server=(rec.server, rec.server_port), conn=rec.conn, host=rec.sni,
         )
-        step.facts["lync"] = False
-        step.facts["connect_failure"] = "tls"
-        if rec.sni:
-            step.facts["host"] = rec.sni
-        self.add_step(step)
 
     def connect_failed(self, conn: Connection, how: str, ts: float, frame: int, syns: int) -> None:
         """A TCP connection that never carried a byte: a step the sign-in may have failed at."""
@@ -368,29 +347,55 @@ class Engine:
                 f"{syns} SYN(s) without reply, the last in frame {frame}",
             ),
         }[how]
+        self._connection_failed(
+            "TCP", how, target, how, reason, evidence,
+            start=(conn.first_ts, conn.first_frame), end=ts, client=(conn.client, conn.client_port),
+            server=(conn.server, conn.server_port), conn=conn.index, host=None,
+        )
+
+    def _connection_failed(
+        self,
+        layer: str,
+        kind: str,
+        target: str,
+        status: str,
+        reason: str,
+        evidence: str,
+        *,
+        start: tuple[float, int],
+        end: float,
+        client: tuple[str, int],
+        server: tuple[str, int],
+        conn: int,
+        host: str | None,
+    ) -> None:
+        """A connection (TCP) or its TLS handshake that failed before any data: an "other" step
+        that sessions treat as a possible end of the sign-in (facts `connect_failure`)."""
         step = Step(
             step="other",
-            time=conn.first_ts,
-            end=ts,
-            frame=conn.first_frame,
-            src=conn.client,
-            dst=conn.server,
-            method="TCP",
-            url=f"tcp://{target}",
-            status=how,
+            time=start[0],
+            end=end,
+            frame=start[1],
+            src=client[0],
+            dst=server[0],
+            method=layer,
+            url=f"{layer.lower()}://{target}",
+            status=status,
             auth=None,
             detail=reason,
             result="failure",
-            client=conn.client,
-            client_port=conn.client_port,
-            server_port=conn.server_port,
-            conn=conn.index,
+            client=client[0],
+            client_port=client[1],
+            server_port=server[1],
+            conn=conn,
             transport="tcp",
             failure_reason=reason,
             failure_evidence=evidence,
         )
         step.facts["lync"] = False
-        step.facts["connect_failure"] = how
+        step.facts["connect_failure"] = kind
+        if host:
+            step.facts["host"] = host
         self.add_step(step)
 
     def udp_handler(self, ts: float, frame: int, src: str, sport: int, dst: str, dport: int, payload: bytes) -> None:

@@ -32,6 +32,15 @@ def _desktop(cap: Capture, *, inside: bool) -> tuple[Contoso, Client]:
     return w, Client(cap, w, pc, t, ua=scenarios.LYNC2010_UA, rtt=0.001)
 
 
+def _phone(cap: Capture) -> tuple[Contoso, Client]:
+    w = Contoso(cap)
+    phone = cap.net.host("phone", "192.168.9.30")
+    cap.net.capture_host = phone
+    t = cap.session(kind="Lync 2013 Android", location="external", address="192.168.9.30", user=None,
+                    auth_protocol="unknown", outcome="failure")
+    return w, Client(cap, w, phone, t, ua=scenarios.ANDROID_UA, rtt=0.04)
+
+
 def test_sip_offering_only_tls_dsk_to_a_client_without_a_certificate_is_a_dead_end(tmp_path: Path) -> None:
     def scenario(cap: Capture) -> None:
         _w, c = _desktop(cap, inside=True)
@@ -86,12 +95,7 @@ def test_only_the_public_sip_srv_name_resolving_means_outside(tmp_path: Path) ->
 
 def test_a_401_without_lyncs_headers_is_a_reverse_proxy_pre_authenticating(tmp_path: Path) -> None:
     def scenario(cap: Capture) -> None:
-        w = Contoso(cap)
-        phone = cap.net.host("phone", "192.168.9.30")
-        cap.net.capture_host = phone
-        t = cap.session(kind="Lync 2013 Android", location="external", address="192.168.9.30", user=None,
-                        auth_protocol="unknown", outcome="failure")
-        c = Client(cap, w, phone, t, ua=scenarios.ANDROID_UA, rtt=0.04)
+        w, c = _phone(cap)
         nxdomain(c, "lyncdiscoverinternal.contoso.com")
         c.dns("lyncdiscover.contoso.com")
         discover_json(c, w.rp_ext, "lyncdiscover.contoso.com", web=w.ext_web)
@@ -111,12 +115,7 @@ def test_a_401_without_lyncs_headers_is_a_reverse_proxy_pre_authenticating(tmp_p
 
 def test_autodiscover_redirects_bouncing_between_pools_are_a_homing_problem(tmp_path: Path) -> None:
     def scenario(cap: Capture) -> None:
-        w = Contoso(cap)
-        phone = cap.net.host("phone", "192.168.9.31")
-        cap.net.capture_host = phone
-        t = cap.session(kind="Lync 2013 Android", location="external", address="192.168.9.31", user=None,
-                        auth_protocol="unknown", outcome="failure")
-        c = Client(cap, w, phone, t, ua=scenarios.ANDROID_UA, rtt=0.04)
+        w, c = _phone(cap)
         c.dns("lyncdiscover.contoso.com")
         pools = ["lyncweb2.contoso.com", "lyncweb.contoso.com"] * 2
         for i, target in enumerate(pools):
