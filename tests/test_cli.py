@@ -250,7 +250,7 @@ def test_timeline_table_marks_the_failure(capsys: pytest.CaptureFixture[str]) ->
     assert "s2 CONTOSO\\judy" in out and "s1 " not in out
     assert "+0.000 s" in out and " ms" in out
     assert "✖ failed at webticket: NTLM credentials refused" in out
-    assert 'server said: HTTP 401 after complete NTLM credentials ("401 - Unauthorized' in out
+    assert 'evidence: HTTP 401 after complete NTLM credentials ("401 - Unauthorized' in out
     code, out, _ = run_cli(capsys, "timeline", str(WRONG_PASSWORD))
     assert all(f"s{i} CONTOSO\\judy" in out for i in (1, 2, 3))
 

@@ -56,5 +56,5 @@ def sequence_diagram(session: Session, reveal: bool = False) -> str:
         if state == "fatal":
             evidence = st.failure_evidence or (session.failure or {}).get("evidence")
             if evidence:
-                out.append(f"    Note over {dst}: {text('server said: ' + evidence)}")
+                out.append(f"    Note over {dst}: {text('evidence: ' + evidence)}")
     return "\n".join(out) + "\n"

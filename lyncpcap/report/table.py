@@ -229,7 +229,7 @@ def timeline_table(session: Session, reveal: bool = False) -> RenderableType:
     if session.failure:
         parts.append(Text.assemble(("✖ failed at ", "bold red"), (view.failure_text(session), "red")))
         if session.failure.get("evidence"):
-            parts.append(Text.assemble(("  server said: ", "bold"), session.failure["evidence"]))
+            parts.append(Text.assemble(("  evidence: ", "bold"), session.failure["evidence"]))
         step = failing
         if step is not None and step.failure_evidence and step.failure_evidence != session.failure.get("evidence"):
             parts.append(Text.assemble(("  step evidence: ", "bold"), step.failure_evidence))
