@@ -230,6 +230,7 @@ def analyze(
     progress: Callable[[int], None] | None = None,
     thresholds: findings.Thresholds | None = None,
     full: bool = False,
+    jobs: int | None = None,
 ) -> Analysis:
     """Analyse one or more inputs into one `Analysis`: captures (pcap, pcapng, gzip'd, exported
     PDUs), Fiddler SAZ and HAR archives, each recognised from its content.
@@ -238,11 +239,14 @@ def analyze(
     and `rsa_keys` (`FILE`, `FILE@ADDRESS` or `FILE@ADDRESS:PORT`, or `RsaKey`s).  Raises
     `lyncpcap.errors.CaptureError` for an input that cannot be read at all, or whose TLS needs a
     tshark that is missing.
+
+    `jobs`: processes for one large capture without decryption; None: one per CPU when the capture
+    is large (`lyncpcap.parallel`), 1: this process only.  The results are the same either way.
     """
     paths = [captures] if isinstance(captures, (str, Path)) else list(captures)
     keys = pipeline.rsa_key_list(rsa_keys)
     collect = _Collect()
-    pipeline.run(paths, collect, keylog=keylog, rsa_keys=keys, progress=progress, full=full)
+    pipeline.run(paths, collect, keylog=keylog, rsa_keys=keys, progress=progress, full=full, jobs=jobs)
     return Analysis(
         collect.captures, collect.sessions, collect.unattached, collect.orphans, collect.tls, thresholds, [str(p) for p in paths]
     )

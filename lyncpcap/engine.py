@@ -429,14 +429,37 @@ class Engine:
             src, sport, dst, dport = ep.dst, ep.dst_port or 0, ep.src, ep.src_port or 0
         self.dns.on_datagram(rec, ts=ts, frame=frame, src=src, sport=sport, dst=dst, dport=dport, conn=ep.conn, transport="tcp")
 
-    def finish(self) -> None:
+    def finish(self, *, error_notes: bool = True) -> None:
+        """End of input: pending requests become steps; with `error_notes`, the counts of messages
+        that could not be decoded join the notes (a parallel run adds up its workers' counts)."""
         self.sip.finish()
         self.kdc.finish()
         self.dns.finish()
-        if self.kdc.errors:
-            self.note(f"{self.kdc.errors} Kerberos messages could not be decoded")
-        if self.dns.errors:
-            self.note(f"{self.dns.errors} DNS messages could not be decoded")
+        if error_notes:
+            for message in decode_error_notes(self.kdc.errors, self.dns.errors):
+                self.note(message)
+        # connection order, and wire order: the same whichever worker of a parallel run saw them
+        self.tls.sort(key=lambda t: t.conn)
+        self.auth.sort(key=lambda a: a.frame)
+
+
+def decode_error_notes(kdc_errors: int, dns_errors: int) -> list[str]:
+    out = []
+    if kdc_errors:
+        out.append(f"{kdc_errors} Kerberos messages could not be decoded")
+    if dns_errors:
+        out.append(f"{dns_errors} DNS messages could not be decoded")
+    return out
+
+
+def undecrypted_warning(tls: Sequence[TlsConnection]) -> list[str]:
+    undecrypted = [t for t in tls if not t.decrypted and t.application_data]
+    if not undecrypted:
+        return []
+    return [
+        f"{len(undecrypted)} TLS connection(s) were not decrypted; no step is inferred from them "
+        f"(first: {_describe(undecrypted[0])})"
+    ]
 
 
 class _ExportedFrames:
@@ -475,6 +498,23 @@ class _ExportedFrames:
                 "(exported with TLS desegmentation on) and were read once"
             )
         return out
+
+
+def explain_without_data(connections: Sequence[TlsConnection]) -> None:
+    """The reason of TLS connections that carried no application data."""
+    for t in connections:
+        if not t.application_data:
+            t.reason = "no application data followed the handshake" + (
+                f" (alert {', '.join(tls.ALERT_DESCRIPTIONS.get(a[2], str(a[2])) for a in t.alerts)})" if t.alerts else ""
+            )
+
+
+def explain_without_keys(connections: Sequence[TlsConnection]) -> None:
+    """The reason of every TLS connection of a capture read without any key."""
+    explain_without_data(connections)
+    for t in connections:
+        if t.application_data:
+            t.reason = "no keys: pass --keylog (SSLKEYLOGFILE) or --rsa-key, or capture with embedded secrets"
 
 
 class _TlsDecryption:
@@ -546,11 +586,7 @@ class _TlsDecryption:
     def apply(self, engine: Engine, secrets: Sequence[tuple[int, bytes]], next_index: int) -> list[str]:
         """Feed what tshark decrypted to `engine`, mark and explain the TLS connections; warnings."""
         self._settle()
-        for t in engine.tls:
-            if not t.application_data:
-                t.reason = "no application data followed the handshake" + (
-                    f" (alert {', '.join(tls.ALERT_DESCRIPTIONS.get(a[2], str(a[2])) for a in t.alerts)})" if t.alerts else ""
-                )
+        explain_without_data(engine.tls)
         carrying = [t for t in engine.tls if t.application_data]
         # TLS inside an HTTP proxy's CONNECT tunnel looks like HTTP to the plaintext read; tshark
         # follows the tunnel (its PDUs carry the tunnel's target port, not the proxy's)
@@ -560,8 +596,7 @@ class _TlsDecryption:
         if self.unavailable is not None:
             raise CaptureError(self.path, self.unavailable)
         if self.run is None:
-            for t in carrying:
-                t.reason = "no keys: pass --keylog (SSLKEYLOGFILE) or --rsa-key, or capture with embedded secrets"
+            explain_without_keys(carrying)
             return []
         known = [
             KnownConnection(t.conn, t.client, t.client_port, t.server, t.server_port, t.first_frame, t.time)
@@ -685,12 +720,7 @@ def analyse_file(
         if exported is not None:
             warnings += exported.warnings()
             stats["exported_pdus"] = exported.frames
-        undecrypted = [t for t in engine.tls if not t.decrypted and t.application_data]
-        if undecrypted:
-            warnings.append(
-                f"{len(undecrypted)} TLS connection(s) were not decrypted; no step is inferred from them "
-                f"(first: {_describe(undecrypted[0])})"
-            )
+        warnings += undecrypted_warning(engine.tls)
         return CaptureResult(
             path=str(path),
             format=cap.format,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from lyncpcap import engine, inputs
+from lyncpcap import engine, inputs, parallel
 from lyncpcap.errors import CaptureError
 from lyncpcap.model import AuthExchange, CaptureInfo, Session, Step
 from lyncpcap.read.tshark import RsaKey
@@ -53,15 +53,28 @@ def run(
     rsa_keys: Sequence[RsaKey] = (),
     progress: Callable[[int], None] | None = None,
     full: bool = False,
+    jobs: int | None = None,
 ) -> None:
-    """Analyse `paths` and hand every result to `consumer`."""
+    """Analyse `paths` and hand every result to `consumer`.
+
+    `jobs`: processes for a single large capture without decryption (`lyncpcap.parallel`); None
+    chooses (one per CPU for a capture of parallel.MIN_BYTES or more), 1 keeps to this process.
+    The results are the same either way."""
     builder = SessionBuilder(consumer.session, consumer.unattached_step)
     stream = len(paths) == 1 and inputs.sniff(paths[0]) is inputs.InputKind.CAPTURE
+    workers = 1
+    if stream and not full and keylog is None and not rsa_keys:
+        workers = parallel.auto_jobs(paths[0]) if jobs is None else jobs
+        if workers > 1 and not parallel.can_split(paths[0]):
+            workers = 1
     kept: list[Step] = []
     for index, p in enumerate(paths):
-        result = inputs.analyse(
-            p, keylog=keylog, rsa_keys=rsa_keys, progress=progress, full=full, on_step=builder.add if stream else None
-        )
+        if workers > 1:
+            result = parallel.analyse_parallel(p, workers, builder.add, progress)
+        else:
+            result = inputs.analyse(
+                p, keylog=keylog, rsa_keys=rsa_keys, progress=progress, full=full, on_step=builder.add if stream else None
+            )
         if len(paths) > 1:
             for s in result.steps:
                 s.facts["capture"] = index

@@ -9,6 +9,7 @@ import typer
 
 from lyncpcap.commands import UsageProblem, app
 from lyncpcap.commands.common import (
+    JobsOption,
     KeylogOption,
     OutputOption,
     QuietOption,
@@ -88,15 +89,16 @@ def analyze_command(
     output: OutputOption = None,
     reveal_secrets: RevealOption = False,
     quiet: QuietOption = False,
+    jobs: JobsOption = None,
 ) -> None:
     chosen = resolve_format(fmt, output)
     if chosen == "csv" and output is not None and _is_folder(output) and output.exists() and not output.is_dir():
         raise UsageProblem(f"--output {output}: not a folder")
     if chosen in ("json", "jsonl"):
         # streamed: each session is written when it closes, so memory stays flat on any capture size
-        stream_document(captures, keylog, rsa_key, quiet, reveal_secrets, output, lines=chosen == "jsonl")
+        stream_document(captures, keylog, rsa_key, quiet, reveal_secrets, output, lines=chosen == "jsonl", jobs=jobs)
         return
-    analysis = run_analysis(captures, keylog, quiet, rsa_key)
+    analysis = run_analysis(captures, keylog, quiet, rsa_key, jobs)
     reveal = reveal_secrets
     if chosen == "table":
         from lyncpcap.report import table
@@ -132,6 +134,7 @@ def stream_document(
     output: Path | None,
     *,
     lines: bool,
+    jobs: int | None = None,
 ) -> None:
     """The JSON document (or JSON Lines) written while the analysis runs."""
     from lyncpcap import inputs, pipeline
@@ -147,7 +150,7 @@ def stream_document(
 
     def produce(out: TextIO) -> None:
         with DocumentWriter(out, reveal=reveal, lines=lines) as writer, byte_progress(captures, quiet) as progress:
-            pipeline.run(list(captures), writer, keylog=checked_key, rsa_keys=keys, progress=progress)
+            pipeline.run(list(captures), writer, keylog=checked_key, rsa_keys=keys, progress=progress, jobs=jobs)
             writer.end()
 
     write_stream(produce, output)

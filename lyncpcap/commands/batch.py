@@ -144,7 +144,7 @@ def run_job(job: Job) -> Result:
     from lyncpcap.report import exports, html
 
     try:
-        analysis = analyze(job.path, keylog=job.keylog)
+        analysis = analyze(job.path, keylog=job.keylog, jobs=1)  # batch shares the CPUs out by capture
     except CaptureError as exc:
         return Result(job, error=str(exc))
     except Exception as exc:  # one bad capture must not stop the batch

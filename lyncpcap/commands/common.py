@@ -53,6 +53,12 @@ OutputOption = Annotated[
     Path | None,
     typer.Option("--output", "-o", metavar="PATH", show_default=False, help="write here instead of stdout"),
 ]
+JobsOption = Annotated[
+    int | None,
+    typer.Option("--jobs", "-j", min=1, show_default=False,
+                 help="processes for one large capture (default: one per CPU, up to 4, from 48 MB; "
+                      "1: a single process); the results are the same"),
+]
 SessionOption = Annotated[
     str | None,
     typer.Option("--session", "-s", metavar="ID", show_default=False, help="the session to show, e.g. s2"),
@@ -189,7 +195,11 @@ def checked_rsa_keys(specs: Sequence[str] | None) -> list[RsaKey]:
 
 
 def run_analysis(
-    captures: Sequence[Path], keylog: Path | None, quiet: bool, rsa_keys: Sequence[str] | None = None
+    captures: Sequence[Path],
+    keylog: Path | None,
+    quiet: bool,
+    rsa_keys: Sequence[str] | None = None,
+    jobs: int | None = None,
 ) -> Analysis:
     """Analyse `captures` together, with a progress bar on a terminal."""
     from lyncpcap.analysis import analyze
@@ -197,7 +207,7 @@ def run_analysis(
     keylog = checked_keylog(keylog)
     keys = checked_rsa_keys(rsa_keys)
     with byte_progress(captures, quiet) as progress:
-        return analyze(list(captures), keylog=keylog, rsa_keys=keys, progress=progress)
+        return analyze(list(captures), keylog=keylog, rsa_keys=keys, progress=progress, jobs=jobs)
 
 
 def pick_sessions(analysis: Analysis, sid: str | None) -> list[Session]:

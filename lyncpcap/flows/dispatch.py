@@ -10,12 +10,14 @@ become text only for connections offered to the selector and for UDP datagrams h
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from lyncpcap.flows.partition import Partition
 from lyncpcap.read.capture import Capture, Prefilter, Record
 from lyncpcap.read.layers import SKIP_REASONS, Decoder, address_text
 
@@ -26,6 +28,7 @@ __all__ = [
     "StreamSink",
     "TcpSelector",
     "UdpHandler",
+    "flow_warnings",
 ]
 
 #: Ports that mark the server side of a connection whose SYN was not captured (besides any < 1024).
@@ -419,6 +422,35 @@ class _Flow:
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
+def flow_warnings(counts: Counter[str], unknown_linktypes: Mapping[int, int]) -> list[str]:
+    """What `Dispatcher.warnings` says about `counts` (its stats) and the frames of unknown link
+    types: one line per kind of problem, with counts."""
+    out = [
+        f"{_plural(n, 'packet')} with an unknown link type {linktype} skipped"
+        for linktype, n in sorted(unknown_linktypes.items())
+    ]
+    for reason, text in SKIP_REASONS.items():
+        n = counts.get("skipped." + reason, 0)
+        if n and reason not in ("unknown_linktype", "non_ip"):
+            out.append(f"{_plural(n, 'packet')} skipped: {text}")
+    lost = counts["ip.fragments_timed_out"] + counts["ip.fragments_evicted"] + counts["ip.fragments_incomplete"]
+    if lost:
+        out.append(f"{_plural(lost, 'fragmented IP datagram')} never completed")
+    if counts["tcp.lost_segments"]:
+        out.append(
+            f"{_plural(counts['tcp.lost_segments'], 'gap')} in TCP streams "
+            f"({counts['tcp.lost_bytes']} bytes not captured)"
+        )
+    if counts["tcp.truncated_bytes"]:
+        out.append(f"{counts['tcp.truncated_bytes']} bytes of TCP payload cut by the snapshot length")
+    if counts["tcp.buffer_overflows"]:
+        out.append(
+            f"{_plural(counts['tcp.buffer_overflows'], 'TCP hole')} given up because too much "
+            "out-of-order data was waiting behind it"
+        )
+    return out
+
+
 
 class Dispatcher:
     """Feeds every frame through the decoder, TCP reassembly and the UDP hand-off.
@@ -437,12 +469,18 @@ class Dispatcher:
         udp_ports: frozenset[int] | None = frozenset({53, 88, 5060}),
         tcp_ports: frozenset[int] | None = None,
         connect_failed: ConnectFailed | None = None,
+        partition: Partition | None = None,
     ) -> None:
         """`connect_failed(conn, how, ts, frame, syns)` hears of connections that never carried a
         byte: "refused" (the server answered the SYN with RST), "reset" (RST right after the
-        handshake), "no answer" (SYNs without reply: a dropping firewall, a host that is down)."""
+        handshake), "no answer" (SYNs without reply: a dropping firewall, a host that is down).
+
+        With `partition`, only the connections and datagrams whose client address it owns are
+        decoded (the others are ignored, like connections on other ports), and its `position`
+        follows the frame being processed."""
         self.udp_ports = udp_ports
         self.tcp_ports = tcp_ports
+        self.partition = partition
         self._connect_failed = connect_failed
         self._counts: Counter[str] = Counter()
         self.decoder = Decoder(self._counts)
@@ -461,35 +499,7 @@ class Dispatcher:
     @property
     def warnings(self) -> list[str]:
         """Human-readable, one line per kind of problem, with counts."""
-        counts = self.stats
-        out = [
-            f"{_plural(n, 'packet')} with an unknown link type {linktype} skipped"
-            for linktype, n in sorted(self.decoder.unknown_linktypes.items())
-        ]
-        for reason, text in SKIP_REASONS.items():
-            n = counts.get("skipped." + reason, 0)
-            if n and reason not in ("unknown_linktype", "non_ip"):
-                out.append(f"{_plural(n, 'packet')} skipped: {text}")
-        lost = (
-            counts["ip.fragments_timed_out"]
-            + counts["ip.fragments_evicted"]
-            + counts["ip.fragments_incomplete"]
-        )
-        if lost:
-            out.append(f"{_plural(lost, 'fragmented IP datagram')} never completed")
-        if counts["tcp.lost_segments"]:
-            out.append(
-                f"{_plural(counts['tcp.lost_segments'], 'gap')} in TCP streams "
-                f"({counts['tcp.lost_bytes']} bytes not captured)"
-            )
-        if counts["tcp.truncated_bytes"]:
-            out.append(f"{counts['tcp.truncated_bytes']} bytes of TCP payload cut by the snapshot length")
-        if counts["tcp.buffer_overflows"]:
-            out.append(
-                f"{_plural(counts['tcp.buffer_overflows'], 'TCP hole')} given up because too much "
-                "out-of-order data was waiting behind it"
-            )
-        return out
+        return flow_warnings(self.stats, self.decoder.unknown_linktypes)
 
     def finish(self) -> None:
         """End of capture: flush buffered data and close every open sink with how="eof"."""
@@ -504,6 +514,14 @@ class Dispatcher:
         drop at once, the reader drops without making objects of it.  Any other iterable of
         records is fed record by record."""
         feed = self.feed
+        part = self.partition
+        if part is not None:
+            inner = feed
+
+            def feed(frame: int, ts: float, linktype: int, data: bytes, wirelen: int) -> None:
+                part.position = frame
+                inner(frame, ts, linktype, data, wirelen)
+
         if isinstance(capture, Capture):
             cap = capture
             capture.scan(feed, self._prefilter(None if progress is None else lambda: progress(cap.position)))
@@ -515,6 +533,8 @@ class Dispatcher:
                 feed(frame, ts, linktype, data, wirelen)
                 if not n & 0xFFFF:
                     progress(getattr(capture, "position", 0))
+        if part is not None:
+            part.position = math.inf
         self.finish()
         if progress is not None:
             progress(getattr(capture, "position", 0))
@@ -536,6 +556,7 @@ class Dispatcher:
         connect_failed = self._connect_failed
         udp_ports = self.udp_ports
         tcp_ports = self.tcp_ports
+        partition = self.partition
         table: dict[bytes, _Flow | int] = {}
         eth_ip4 = _ETH_IP4.unpack_from
         tcp_head = _TCP.unpack_from
@@ -666,6 +687,10 @@ class Dispatcher:
                 sender_is_client = not flags & _ACK
             else:
                 sender_is_client = _server_rank(sport) <= _server_rank(dport)
+            if partition is not None and not partition.owns(src if sender_is_client else dst):
+                table[key] = genfloor | _E_BASE | (seq << 3) | (_E_CLOSED if flags & _RST else 0)
+                table[rkey] = genfloor
+                return
             syn = bool(flags & _SYN)
             if sender_is_client:
                 flow = _Flow(index, key, rkey, src, sport, dst, dport, syn, frame, ts, counts)
@@ -693,6 +718,11 @@ class Dispatcher:
             sport, dport, ulen = udp_head(buf, u)
             if udp_ports is not None and sport not in udp_ports and dport not in udp_ports:
                 return
+            if partition is not None:
+                rs, rd = _server_rank(sport), _server_rank(dport)
+                client = src if rs < rd else dst if rs > rd else min(src, dst)
+                if not partition.owns(client):
+                    return
             end = u + ulen if ulen else stop + missing  # 0: IPv6 jumbogram
             if end > stop:
                 counts["skipped.truncated_udp" if missing else "skipped.bad_udp_header"] += 1
@@ -762,6 +792,8 @@ class Dispatcher:
             nonlocal pre
 
             def tick(ts: float) -> None:
+                if partition is not None:
+                    partition.position = made.frame - 0.5  # before the frame the reader is at
                 housekeeping(ts)
                 made.tcp_floor = genfloor
                 if on_tick is not None:

@@ -165,7 +165,7 @@ class Prefilter:
     before it is judged, and `tcp_floor` is read again after it.
     """
 
-    __slots__ = ("bytes", "every", "tcp", "tcp_entries", "tcp_floor", "tick", "udp", "udp_ports")
+    __slots__ = ("bytes", "every", "frame", "tcp", "tcp_entries", "tcp_floor", "tick", "udp", "udp_ports")
 
     def __init__(
         self,
@@ -185,6 +185,7 @@ class Prefilter:
         self.udp = 0
         self.tcp = 0
         self.bytes = 0
+        self.frame = 0  # the frame about to be judged when `tick` is called
 
     def wire_ports(self, order: str) -> frozenset[int] | None:
         """`udp_ports` as a struct of byte order `order` reads them from network-order bytes."""
@@ -435,7 +436,7 @@ class Capture:
                 frame += 1
                 if pre is not None:
                     if not frame & mask:
-                        pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
+                        pre.udp, pre.tcp, pre.bytes, pre.frame = n_udp, n_tcp, n_bytes, frame
                         pre.tick(sec + frac / divisor)
                         floor = pre.tcp_floor
                     if whole and judge and caplen >= _MIN_JUDGED and etype == eth and vihl == 0x45 and not frag & fragment:
@@ -534,7 +535,7 @@ class Capture:
                     packets += 1
                     if pre is not None:
                         if not packets & mask:
-                            pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
+                            pre.udp, pre.tcp, pre.bytes, pre.frame = n_udp, n_tcp, n_bytes, frame
                             pre.tick(((ts_high << 32) | ts_low) / divisor + tsoffset)
                             floor = pre.tcp_floor
                         if (
@@ -698,7 +699,7 @@ class Capture:
                         continue
                     packets += 1
                     if pre is not None and not packets & mask:
-                        pre.udp, pre.tcp, pre.bytes = n_udp, n_tcp, n_bytes
+                        pre.udp, pre.tcp, pre.bytes, pre.frame = n_udp, n_tcp, n_bytes, frame
                         pre.tick(record[1])
                         floor = pre.tcp_floor
                 if feed is None:

@@ -1,0 +1,168 @@
+"""Several processes give one process's results: every sample, every corpus file, a generated
+benchmark capture, a damaged capture, and through the command line.
+
+`lyncpcap.parallel` shares a capture's clients out between workers and merges their steps back
+in capture order; everything a user sees (the JSON document, warnings, statistics) must be
+byte for byte what `--jobs 1` gives.  Timings are the benchmark's business (bench/).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS, ROOT, sample_captures
+
+import lyncpcap
+from lyncpcap import parallel
+from lyncpcap.analysis import Analysis
+from lyncpcap.flows import dispatch
+from lyncpcap.flows.partition import Partition
+
+sys.path.insert(0, str(ROOT))
+
+from bench.generate import generate
+
+
+def _corpus_files() -> list[Path]:
+    if not (CORPUS / "expected.json").exists():
+        return []
+    names = json.loads((CORPUS / "expected.json").read_text())["files"]
+    return [CORPUS / n for n in sorted(names) if "(with" not in n]
+
+
+CAPTURES = sample_captures() + sample_captures(tls=True) + _corpus_files()
+
+
+def _ids(p: Path) -> str:
+    return f"{p.parent.name}/{p.name}"
+
+
+def _document(a: Analysis) -> str:
+    return json.dumps(a.to_json(reveal=True), indent=1, sort_keys=True, ensure_ascii=False)
+
+
+@pytest.fixture
+def split_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the analyses that really went through the workers."""
+    runs: list[int] = []
+    real = parallel.analyse_parallel
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        runs.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parallel, "analyse_parallel", spy)
+    return runs
+
+
+def _same(capture: Path, jobs: int) -> None:
+    one = lyncpcap.analyze(capture, jobs=1)
+    several = lyncpcap.analyze(capture, jobs=jobs)
+    assert _document(several) == _document(one)
+    assert several.captures[0].stats == one.captures[0].stats
+    assert several.captures[0].warnings == one.captures[0].warnings
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=_ids)
+def test_two_workers_give_one_process_results(capture: Path, split_runs: list[int]) -> None:
+    _same(capture, 2)
+    # captures with TLS secrets in front of the packets stay in one process (tshark decrypts)
+    assert split_runs == ([2] if parallel.can_split(capture) else [])
+
+
+def test_most_captures_are_split() -> None:
+    assert sum(parallel.can_split(c) for c in CAPTURES) >= len(CAPTURES) - 6
+
+
+@pytest.mark.parametrize(
+    "name", ["10-password-spray.pcapng", "11-background-noise.pcapng", "09i-connect-failures.pcapng"]
+)
+def test_workers_sweep_the_connection_table_like_one_process(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # housekeeping every 16 packets, a sweep each second: the workers' positions at the sweeps,
+    # and the connections they forget, must not change anything
+    capture = ROOT / "sample_captures" / name
+    monkeypatch.setattr(dispatch, "HOUSEKEEPING_EVERY", 16)
+    monkeypatch.setattr(dispatch, "SWEEP_SECONDS", 1.0)
+    _same(capture, 2)
+
+
+def test_three_workers_on_a_generated_benchmark_capture(tmp_path: Path, split_runs: list[int]) -> None:
+    capture = tmp_path / "bench.pcapng"
+    generate(capture, signins=60, seed=11)
+    summary = json.loads(capture.with_name(capture.name + ".summary.json").read_text())
+    one = lyncpcap.analyze(capture, jobs=1)
+    three = lyncpcap.analyze(capture, jobs=3)
+    assert split_runs == [3]
+    assert _document(three) == _document(one)
+    assert len(three.sessions) == summary["signins"]
+
+
+def test_a_damaged_capture_gives_the_same_warnings(tmp_path: Path) -> None:
+    source = ROOT / "sample_captures" / "02-desktop-external-ntlm.pcapng"
+    cut = tmp_path / "cut.pcapng"
+    data = source.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3 + 5])
+    one = lyncpcap.analyze(cut, jobs=1)
+    two = lyncpcap.analyze(cut, jobs=2)
+    assert any("truncated" in w for w in two.captures[0].warnings)
+    assert _document(two) == _document(one)
+
+
+def test_small_captures_stay_in_one_process(monkeypatch: pytest.MonkeyPatch, split_runs: list[int]) -> None:
+    capture = ROOT / "sample_captures" / "02-desktop-external-ntlm.pcapng"
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 8)
+    assert parallel.auto_jobs(capture) == 1
+    lyncpcap.analyze(capture)
+    assert split_runs == []
+    monkeypatch.setattr(parallel, "MIN_BYTES", 1)
+    assert parallel.auto_jobs(capture) == parallel.MAX_AUTO_JOBS
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 1)
+    assert parallel.auto_jobs(capture) == 1
+
+
+def test_a_worker_error_is_one_line_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lyncpcap.errors import CaptureError
+
+    capture = ROOT / "sample_captures" / "02-desktop-external-ntlm.pcapng"
+
+    def broken(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(dispatch.Dispatcher, "run", broken)
+    with pytest.raises(CaptureError) as caught:
+        lyncpcap.analyze(capture, jobs=2)
+    message = str(caught.value)
+    assert message.startswith(str(capture)) and "decoder exploded" in message and "\n" not in message
+
+
+def test_partitions_share_every_address_out_once() -> None:
+    parts = [Partition(i, 3) for i in range(3)]
+    addresses = [ipaddress.ip_address(f"10.0.{n // 256}.{n % 256}").packed for n in range(3000)]
+    addresses += [ipaddress.ip_address(f"2001:db8::{n:x}").packed for n in range(3000)]
+    owners = [[p.index for p in parts if p.owns(a)] for a in addresses]
+    assert all(len(o) == 1 for o in owners)
+    shares = [sum(o == [i] for o in owners) for i in range(3)]
+    assert min(shares) > len(addresses) / 3 * 0.9  # evenly enough for the work to split
+    with pytest.raises(ValueError):
+        Partition(3, 3)
+
+
+def test_cli_jobs_gives_the_same_document(tmp_path: Path) -> None:
+    capture = ROOT / "sample_captures" / "10-password-spray.pcapng"
+    out = {}
+    for jobs in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-m", "lyncpcap", "analyze", str(capture), "--format", "json", "--jobs", jobs, "-q"],
+            capture_output=True, text=True, check=True,
+        )
+        out[jobs] = done.stdout
+    assert json.loads(out["1"])["sessions"] and out["1"] == out["2"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "lyncpcap", "analyze", str(capture), "--jobs", "0"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "--jobs" in bad.stderr
