@@ -24,6 +24,11 @@ from typing import BinaryIO, cast
 
 from lyncpcap.errors import CaptureError
 
+try:  # the hot loop over enhanced packet blocks, compiled (setup.py); optional
+    from lyncpcap.read._scan import epb_run as _epb_run
+except ImportError:  # pragma: no cover - a machine without a C compiler
+    _epb_run = None
+
 __all__ = ["Capture", "Feed", "Prefilter", "Record", "open_capture"]
 
 #: (frame number, timestamp in seconds since the epoch, link type, captured bytes, original length)
@@ -518,6 +523,21 @@ class Capture:
             while True:
                 record: Record | None = None
                 whole = False  # an enhanced packet block, whole in the buffer: the common case
+                if feed is not None and end - off >= hot_len and not pause and _epb_run is not None:
+                    # runs of such blocks in C; what it stops in front of is handled below
+                    start = frame
+                    off, frame, packets, n_udp, n_tcp, n_bytes, last = _epb_run(
+                        buf, off, end, order == ">", interfaces, frame, packets, pre is not None, mask,
+                        table, floor, pre.udp_ports if pre is not None else None, feed, n_udp, n_tcp, n_bytes,
+                    )  # fmt: skip
+                    if frame != start:
+                        high, low, ifid, dropped = last
+                        _lt, divisor, tsoffset, _snap = interfaces[ifid]
+                        if dropped:
+                            prev_raw = (high, low, divisor, tsoffset)
+                        else:
+                            prev_ts = ((high << 32) | low) / divisor + tsoffset
+                            prev_raw = None
                 if end - off >= hot_len and not pause:
                     btype, blen, ifid, ts_high, ts_low, caplen, wirelen, etype, vihl, _total, frag, proto, sport, dport, flags = hot(buf, off)
                     whole = (

@@ -1,0 +1,133 @@
+"""The compiled pcapng loop (`lyncpcap/read/_scan.c`) hands over exactly what the Python loop does.
+
+`Capture.scan` runs whole enhanced packet blocks through `_scan.epb_run` when it is built (the
+test command builds it); with `capture._epb_run` set to None the pure Python loop runs.  Both must
+give the same records, times, prefilter counts, ticks and warnings, on every capture and on
+blocks built by hand to reach the corners: byte orders, timestamp units and offsets, stamps
+beyond 2^53, simple packet blocks after dropped packets, damage.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS, ROOT, sample_captures
+from readkit import big_endian_pcapng, corpus_names, pcapng_block, pcapng_epb, pcapng_header, pcapng_interface, read_frames
+
+from lyncpcap.read import capture as capture_module
+from lyncpcap.read import open_capture
+from lyncpcap.read.capture import Prefilter
+
+UDP_PORTS = frozenset({53, 88, 5060})
+CAPTURES = sample_captures() + sample_captures(tls=True) + [CORPUS / n for n in corpus_names()]
+
+
+def test_the_compiled_loop_is_built() -> None:
+    assert capture_module._epb_run is not None, "lyncpcap/read/_scan.c was not compiled (pip install -e .)"
+
+
+def _scan(path: Path, compiled: bool, monkeypatch: pytest.MonkeyPatch, *, every: int = 64, ignore: bytes | None = None):  # type: ignore[no-untyped-def]
+    with monkeypatch.context() as m:
+        if not compiled:
+            m.setattr(capture_module, "_epb_run", None)
+        ticks: list[float] = []
+        table: dict[bytes, object] = {}
+        if ignore is not None:
+            table[ignore] = 5  # an ignored connection's entry, fresh for floor 4
+        pre = Prefilter(UDP_PORTS, table, 4, ticks.append, every)
+        kept: list[tuple[int, float, int, bytes, int]] = []
+        with open_capture(path) as cap:
+            cap.scan(lambda f, ts, lt, d, w: kept.append((f, ts, lt, bytes(d), w)), pre)
+            warnings = list(cap.warnings)
+            frames = cap.frames
+    return kept, ticks, (pre.udp, pre.tcp, pre.bytes), warnings, frames
+
+
+def _first_tcp_key(path: Path) -> bytes | None:
+    for _f, _ts, lt, data, _w in read_frames(path):
+        if lt == 1 and len(data) >= 54 and data[12:14] == b"\x08\x00" and data[14] == 0x45 and data[23] == 6:
+            return data[26:38]
+    return None
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_compiled_and_python_loops_agree(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = _first_tcp_key(path)
+    compiled = _scan(path, True, monkeypatch, ignore=key)
+    python = _scan(path, False, monkeypatch, ignore=key)
+    assert compiled == python
+
+
+def _frames(n: int) -> list[bytes]:
+    from readkit import read_frames as rf
+
+    return [f[3] for f in rf(CORPUS / "suricata-verify/sip-tcp.pcap")[:n]]
+
+
+def _rtp(n: int) -> bytes:
+    """An Ethernet/IPv4/UDP datagram between ports the prefilter drops."""
+    payload = bytes([0x80, 0, n & 0xFF, 0]) + bytes(160)
+    udp = struct.pack("!HHHH", 16384, 16386, 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n, 0, 64, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    return b"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\x08\x00" + ip + udp
+
+
+def _hand_built() -> bytes:
+    sip = _frames(4)
+    blocks = [
+        pcapng_header(),
+        pcapng_interface(1, tsresol=9, tsoffset=-5),  # nanoseconds: stamps beyond 2^53
+        pcapng_interface(1, tsresol=0x80 | 20, tsoffset=1_000_000),
+        pcapng_interface(1),
+    ]
+    for i in range(40):
+        blocks.append(pcapng_epb(i % 3, [1_700_000_000_123_456_789 + i, (1_500_000_000 << 20) + i, 1_600_000_000_000_000 + i][i % 3], _rtp(i)))
+        if i % 7 == 0:
+            blocks.append(pcapng_epb(i % 3, 1_000_000 * i + 17, sip[i % 4]))
+        if i % 11 == 5:  # a simple packet block right after a dropped packet takes its time
+            blocks.append(pcapng_block(3, struct.pack("<I", len(sip[1])) + sip[1]))
+    return b"".join(blocks)
+
+
+def test_hand_built_corners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    little = _hand_built()
+    cases = {
+        "little.pcapng": little,
+        "mixed.pcapng": little + big_endian_pcapng_bytes(little, tmp_path) + little,
+        "cut.pcapng": little[: len(little) - 37],
+        "damaged.pcapng": little[:900] + b"\xff\xff\xff\xff" + little[904:],
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        for every in (1, 2, 16, 64):
+            compiled = _scan(path, True, monkeypatch, every=every)
+            python = _scan(path, False, monkeypatch, every=every)
+            assert compiled == python, (name, every)
+        kept, _ticks, (udp, _tcp, _bytes), _warnings, _frames_seen = compiled
+        if name == "little.pcapng":
+            assert udp == 40 and len(kept) == 6 + 4  # the SIP frames and the simple packet blocks
+            spb = [k for k in kept if k[0] in (8, 22, 36) or k[3] == _frames(2)[1]]
+            assert spb
+
+
+def big_endian_pcapng_bytes(data: bytes, tmp_path: Path) -> bytes:
+    src = tmp_path / "src.pcapng"
+    src.write_bytes(data)
+    return big_endian_pcapng(src)
+
+
+def test_a_feed_error_stops_the_compiled_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = ROOT / "sample_captures" / "02-desktop-external-ntlm.pcapng"
+    seen: list[int] = []
+
+    def feed(frame: int, ts: float, lt: int, data: bytes, wirelen: int) -> None:
+        seen.append(frame)
+        if frame == 5:
+            raise RuntimeError("sink failed")
+
+    with open_capture(path) as cap, pytest.raises(RuntimeError, match="sink failed"):
+        cap.scan(feed)
+    assert seen == [1, 2, 3, 4, 5]
