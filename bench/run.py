@@ -137,8 +137,9 @@ def best_of(repeat: int, label: str, command: Sequence[str], **kw: object) -> Ru
 # -- contenders -------------------------------------------------------------------------------------
 
 
-def lyncpcap_command(capture: Path) -> list[str]:
-    return [sys.executable, "-m", "lyncpcap", "analyze", str(capture), "--format", "json"]
+def lyncpcap_command(capture: Path, *extra: str) -> list[str]:
+    """The whole job, as a user runs it (on a large capture: one worker per CPU)."""
+    return [sys.executable, "-m", "lyncpcap", "analyze", str(capture), "--format", "json", *extra]
 
 
 def tshark_command(capture: Path) -> list[str]:
@@ -301,6 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     lync.extra = found_sessions(json_out)
     runs.append(lync)
     print(f"  lyncpcap  {lync.wall_s:7.1f} s", flush=True)
+    single_out = OUT / f"{capture.stem}.lyncpcap-jobs1.json"
+    single = best_of(args.repeat, "lyncpcap analyze --jobs 1 (one process)", lyncpcap_command(capture, "--jobs", "1"),
+                     stdout=single_out)
+    single.note = (single.note + "; " if single.note else "") + (
+        "same document" if single_out.read_bytes() == json_out.read_bytes() else "DIFFERENT DOCUMENT")
+    runs.append(single)
+    print(f"  lyncpcap --jobs 1 {single.wall_s:7.1f} s", flush=True)
     tshark = best_of(args.repeat, "tshark -Y ... -T fields", tshark_command(capture), stdout=OUT / f"{capture.stem}.tshark.tsv")
     runs.append(tshark)
     print(f"  tshark    {tshark.wall_s:7.1f} s", flush=True)
@@ -362,8 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lyncpcap found {found['sessions']} sessions {found['outcomes']} and {found['findings']} findings; "
           f"the generator made {summary.get('signins', '?')} sign-ins {summary.get('outcomes', '')}")
     for r in runs[1:]:
-        print(f"{r.label.split()[0]} / lyncpcap: wall x{r.wall / lync.wall:.1f}, cpu x{r.cpu / lync.cpu:.1f}; "
-              f"peak RSS {r.peak_rss_mb:.0f} MB vs {lync.peak_rss_mb:.0f} MB")
+        name = "lyncpcap --jobs 1" if r is single else r.label.split()[0]
+        print(f"{name} / lyncpcap: wall x{r.wall / lync.wall:.1f}, cpu x{r.cpu / lync.cpu:.1f}; "
+              f"peak RSS {r.peak_rss_mb:.0f} MB vs {lync.peak_rss_mb:.0f} MB "
+              f"(whole tree {r.peak_tree_mb:.0f} MB vs {lync.peak_tree_mb:.0f} MB)")
     if sweep:
         print()
         base_n = sweep[-1][0]

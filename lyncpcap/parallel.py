@@ -163,14 +163,24 @@ def _work(path: str, index: int, count: int, out: Connection) -> None:
                 secrets_blocks=len(cap.secrets),
             )
         out.send(("end", summary))
+    except KeyboardInterrupt:
+        pass  # the parent was interrupted too, and says so
     except CaptureError as exc:
-        out.send(("error", exc.problem))
-    except BaseException as exc:  # reported by the parent as a one-line error
+        _tell(out, ("error", exc.problem))
+    except Exception as exc:  # reported by the parent as a one-line error
         last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f" ({Path(last.filename).name}:{last.lineno})" if last else ""
-        out.send(("error", f"internal error in worker {index}: {type(exc).__name__}: {exc}{where}"))
+        _tell(out, ("error", f"internal error in worker {index}: {type(exc).__name__}: {exc}{where}"))
     finally:
         out.close()
+
+
+def _tell(out: Connection, message: tuple[str, str]) -> None:
+    """Send a last word, unless the parent is gone (it stopped reading: nothing to tell)."""
+    try:
+        out.send(message)
+    except OSError:
+        pass
 
 
 # -- the parent ------------------------------------------------------------------------------------

@@ -166,3 +166,15 @@ def test_cli_jobs_gives_the_same_document(tmp_path: Path) -> None:
         [sys.executable, "-m", "lyncpcap", "analyze", str(capture), "--jobs", "0"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "--jobs" in bad.stderr
+
+
+def test_a_reader_that_goes_away_stops_the_workers_quietly(tmp_path: Path) -> None:
+    capture = tmp_path / "bench.pcapng"
+    generate(capture, signins=40, seed=5)
+    done = subprocess.run(
+        f"{sys.executable} -m lyncpcap analyze {capture} --format jsonl --jobs 2 -q | head -c 300 >/dev/null",
+        shell=True, capture_output=True, text=True, timeout=120,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    leftover = subprocess.run(["pgrep", "-f", str(capture)], capture_output=True, text=True).stdout  # forked workers keep the command line
+    assert not leftover.strip()
