@@ -125,8 +125,8 @@ def _work(path: str, index: int, count: int, out: Connection) -> None:
     batch: list[tuple[float, Step]] = []
     cap = None
 
-    def flush() -> None:
-        out.send(("steps", part.position, cap.position if cap is not None else 0, batch[:]))
+    def flush(connections: int | None = None) -> None:
+        out.send(("steps", part.position, cap.position if cap is not None else 0, batch[:], connections))
         batch.clear()
 
     def emit(step: Step) -> None:
@@ -145,7 +145,9 @@ def _work(path: str, index: int, count: int, out: Connection) -> None:
                 partition=part,
             )
             cap.read_head()
-            dispatcher.run(cap, lambda _position: flush())  # every 65536 packets: the others can move on
+            # every 65536 packets: the others can move on, and the parent checks that every worker
+            # has numbered the same connections so far
+            dispatcher.run(cap, lambda _position: flush(dispatcher.stats["tcp.connections"]))
             stats = dispatcher.stats
             eng.finish(error_notes=False)
             flush()
@@ -211,6 +213,7 @@ def analyse_parallel(
     methods = multiprocessing.get_all_start_methods()
     ctx: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     workers: list[_Worker] = []
+    agreement = _Agreement(jobs)
     try:
         for i in range(jobs):
             receive, send = ctx.Pipe(duplex=False)
@@ -218,7 +221,7 @@ def analyse_parallel(
             proc.start()
             send.close()
             workers.append(_Worker(i, receive, proc))
-        _merge(path, workers, on_step, progress)
+        _merge(path, workers, on_step, progress, agreement)
     finally:
         for w in workers:
             w.conn.close()
@@ -226,11 +229,42 @@ def analyse_parallel(
             if w.process.is_alive():
                 w.process.kill()
                 w.process.join()
-    return _result(path, [w.summary for w in workers if w.summary is not None])
+    result = _result(path, [w.summary for w in workers if w.summary is not None])
+    if agreement.parted_at is not None:
+        where = "by the end" if math.isinf(agreement.parted_at) else f"by frame {math.ceil(agreement.parted_at)}"
+        result.warnings.append(
+            f"the parallel analysis numbered TCP connections differently in its workers {where} (a connection "
+            "idle for minutes was used again): connection numbers (conn) after it may differ from --jobs 1"
+        )
+    return result
+
+
+class _Agreement:
+    """Connection numbers are the whole capture's only if every worker counted the same connections.
+    A worker forgets another worker's connections when they idle (as one process forgets ignored
+    ones), their owner may keep them: a connection idle for minutes, then used again, can make
+    the counts part.  The parent compares them at every housekeeping pass and at the end."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.seen: dict[float, list[int]] = {}
+        self.parted_at: float | None = None  # the first position where the counts differed
+
+    def count(self, position: float, connections: int) -> None:
+        counts = self.seen.setdefault(position, [])
+        counts.append(connections)
+        if len(counts) == self.workers:
+            del self.seen[position]
+            if len(set(counts)) > 1 and (self.parted_at is None or position < self.parted_at):
+                self.parted_at = position
 
 
 def _merge(
-    path: str | Path, workers: list[_Worker], on_step: Callable[[Step], None], progress: Callable[[int], None] | None
+    path: str | Path,
+    workers: list[_Worker],
+    on_step: Callable[[Step], None],
+    progress: Callable[[int], None] | None,
+    agreement: _Agreement,
 ) -> None:
     seq = 0
     live = list(workers)
@@ -245,7 +279,9 @@ def _merge(
                 raise CaptureError(path, f"worker {w.index} stopped without finishing (exit code {w.process.exitcode})") from None
             kind = message[0]
             if kind == "steps":
-                _, watermark, position, items = message
+                _, watermark, position, items, connections = message
+                if connections is not None:
+                    agreement.count(watermark, connections)
                 for key, step in items:
                     heapq.heappush(heads, (key, w.index, seq, step))
                     seq += 1
@@ -256,6 +292,7 @@ def _merge(
                     progress(position)
             elif kind == "end":
                 w.summary = message[1]
+                agreement.count(math.inf, w.summary.stats.get("tcp.connections", 0))
                 w.watermark = math.inf
                 live.remove(w)
             else:

@@ -178,3 +178,18 @@ def test_a_reader_that_goes_away_stops_the_workers_quietly(tmp_path: Path) -> No
     assert "Traceback" not in done.stderr, done.stderr
     leftover = subprocess.run(["pgrep", "-f", str(capture)], capture_output=True, text=True).stdout  # forked workers keep the command line
     assert not leftover.strip()
+
+
+def test_workers_that_number_connections_apart_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    # forget idle connections after one sweep, sweep every 2 packets: a worker forgets the other
+    # worker's quiet connections while their owner keeps them, so the counts part
+    capture = ROOT / "sample_captures" / "10-password-spray.pcapng"
+    monkeypatch.setattr(dispatch, "HOUSEKEEPING_EVERY", 2)
+    monkeypatch.setattr(dispatch, "SWEEP_SECONDS", 0.0)
+    monkeypatch.setattr(dispatch, "IDLE_SWEEPS", 1)
+    one = lyncpcap.analyze(capture, jobs=1)
+    two = lyncpcap.analyze(capture, jobs=2)
+    parted = [w for w in two.captures[0].warnings if "numbered TCP connections differently" in w]
+    if _document(two) != _document(one):
+        assert parted  # whatever differs, the user is told
+    assert parted, "this setting parts the counts: the check must see it"
