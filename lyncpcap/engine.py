@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lyncpcap.errors import CaptureError, MalformedError
 from lyncpcap.flows import Connection, Dispatcher, StreamSink
+from lyncpcap.flows.partition import Partition
 from lyncpcap.flows.pdus import KnownConnection, PduStreams
 from lyncpcap.model import AuthExchange, Step
 from lyncpcap.protocols import dns as dns_proto
@@ -250,6 +251,17 @@ class Engine:
             self.notes.append(message)
 
     # flows hooks ---------------------------------------------------------------------------
+    def dispatcher(self, *, full: bool = False, partition: Partition | None = None) -> Dispatcher:
+        """The flows layer wired to this engine: every UDP datagram with `full`, else DNS, Kerberos
+        and SIP ports; with `partition`, only the clients it owns (a parallel run's worker)."""
+        return Dispatcher(
+            self.tcp_selector,
+            self.udp_handler,
+            udp_ports=None if full else UDP_PORTS,
+            connect_failed=self.connect_failed,
+            partition=partition,
+        )
+
     def tcp_selector(self, conn: Connection, direction: int, first: bytes, *, transport: str = "tcp") -> StreamSink | None:
         flip = False
         ep = Endpoints(
@@ -696,12 +708,7 @@ def analyse_file(
     engine = Engine(on_step)
     key_file = Path(keylog) if keylog is not None else None
     with open_capture(p) as cap, _TlsDecryption(p, key_file, rsa_keys) as decryption:
-        dispatcher = Dispatcher(
-            engine.tcp_selector,
-            engine.udp_handler,
-            udp_ports=None if full else UDP_PORTS,
-            connect_failed=engine.connect_failed,
-        )
+        dispatcher = engine.dispatcher(full=full)
         cap.read_head()  # pcapng: interface and secrets blocks in front of the first packet
         decryption.secrets_seen(cap.secrets)
         exported: _ExportedFrames | None = None

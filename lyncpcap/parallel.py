@@ -35,7 +35,6 @@ from typing import Any
 
 from lyncpcap import engine
 from lyncpcap.errors import CaptureError
-from lyncpcap.flows import Dispatcher
 from lyncpcap.flows.dispatch import flow_warnings
 from lyncpcap.flows.partition import Partition
 from lyncpcap.model import AuthExchange, Step
@@ -137,13 +136,7 @@ def _work(path: str, index: int, count: int, out: Connection) -> None:
     try:
         eng = engine.Engine(emit)
         with open_capture(path) as cap:
-            dispatcher = Dispatcher(
-                eng.tcp_selector,
-                eng.udp_handler,
-                udp_ports=engine.UDP_PORTS,
-                connect_failed=eng.connect_failed,
-                partition=part,
-            )
+            dispatcher = eng.dispatcher(partition=part)
             cap.read_head()
             # every 65536 packets: the others can move on, and the parent checks that every worker
             # has numbered the same connections so far

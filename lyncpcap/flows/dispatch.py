@@ -679,15 +679,13 @@ class Dispatcher:
             index = n_conn
             n_conn += 1
             rkey = _reverse(key)
-            if tcp_ports is not None and sport not in tcp_ports and dport not in tcp_ports:
-                table[key] = genfloor | _E_BASE | (seq << 3) | (_E_CLOSED if flags & _RST else 0)
-                table[rkey] = genfloor
-                return
             if flags & _SYN:
                 sender_is_client = not flags & _ACK
             else:
                 sender_is_client = _server_rank(sport) <= _server_rank(dport)
-            if partition is not None and not partition.owns(src if sender_is_client else dst):
+            if (tcp_ports is not None and sport not in tcp_ports and dport not in tcp_ports) or (
+                partition is not None and not partition.owns(src if sender_is_client else dst)
+            ):  # not ours to decode: an ignored connection from its first packet
                 table[key] = genfloor | _E_BASE | (seq << 3) | (_E_CLOSED if flags & _RST else 0)
                 table[rkey] = genfloor
                 return
