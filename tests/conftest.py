@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -25,6 +26,28 @@ def sample_captures(*, tls: bool = False) -> list[Path]:
             continue
         out.append(p)
     return out
+
+
+def corpus_captures() -> list[Path]:
+    """The corpus captures that `expected.json` describes (those read without a key)."""
+    if not (CORPUS / "expected.json").exists():
+        return []
+    names = json.loads((CORPUS / "expected.json").read_text())["files"]
+    return [CORPUS / n for n in sorted(names) if "(with" not in n]
+
+
+def every_capture() -> list[Path]:
+    """Every sample capture, plaintext and TLS, and every corpus capture."""
+    return sample_captures() + sample_captures(tls=True) + corpus_captures()
+
+
+def capture_id(p: Path) -> str:
+    return f"{p.parent.name}/{p.name}"
+
+
+def analysis_document(a: object) -> str:
+    """An Analysis's JSON document with secrets revealed, keys sorted: for comparing two runs."""
+    return json.dumps(a.to_json(reveal=True), indent=1, sort_keys=True, ensure_ascii=False)  # type: ignore[attr-defined]
 
 
 def truth_path(capture: Path) -> Path:

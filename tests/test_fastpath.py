@@ -9,14 +9,21 @@ Timings are the benchmark's business (bench/); here only results are compared.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CORPUS, ROOT, sample_captures
+from conftest import (
+    CORPUS,
+    ROOT,
+    analysis_document,
+    capture_id,
+    corpus_captures,
+    every_capture,
+    sample_captures,
+)
 
 import lyncpcap
 from lyncpcap.analysis import Analysis, CaptureInfo
@@ -32,22 +39,9 @@ from bench.generate import generate
 UDP_PORTS = frozenset({53, 88, 5060})
 
 
-def _corpus_files() -> list[Path]:
-    if not (CORPUS / "expected.json").exists():
-        return []
-    names = json.loads((CORPUS / "expected.json").read_text())["files"]
-    return [CORPUS / n for n in sorted(names) if "(with" not in n]
-
-
-CAPTURES = sample_captures() + sample_captures(tls=True) + _corpus_files()
-
-
-def _ids(p: Path) -> str:
-    return f"{p.parent.name}/{p.name}"
-
-
-def _document(a: Analysis) -> str:
-    return json.dumps(a.to_json(reveal=True), indent=1, sort_keys=True, ensure_ascii=False)
+CAPTURES = every_capture()
+_ids = capture_id
+_document = analysis_document
 
 
 def _records(source: Iterable[Record]) -> list[tuple[int, float, int, bytes, int]]:
@@ -59,7 +53,7 @@ def _records(source: Iterable[Record]) -> list[tuple[int, float, int, bytes, int
 
 def test_there_is_something_to_compare() -> None:
     assert len(sample_captures()) >= 19
-    assert len(_corpus_files()) == 21, f"the shared corpus is not at {CORPUS}"
+    assert len(corpus_captures()) == 21, f"the shared corpus is not at {CORPUS}"
 
 
 @pytest.mark.parametrize("capture", CAPTURES, ids=_ids)

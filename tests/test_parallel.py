@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, ROOT, sample_captures
+from conftest import ROOT, analysis_document, capture_id, every_capture
 
 import lyncpcap
 from lyncpcap import parallel
-from lyncpcap.analysis import Analysis
 from lyncpcap.flows import dispatch
 from lyncpcap.flows.partition import Partition
 
@@ -27,23 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.generate import generate
 
-
-def _corpus_files() -> list[Path]:
-    if not (CORPUS / "expected.json").exists():
-        return []
-    names = json.loads((CORPUS / "expected.json").read_text())["files"]
-    return [CORPUS / n for n in sorted(names) if "(with" not in n]
-
-
-CAPTURES = sample_captures() + sample_captures(tls=True) + _corpus_files()
-
-
-def _ids(p: Path) -> str:
-    return f"{p.parent.name}/{p.name}"
-
-
-def _document(a: Analysis) -> str:
-    return json.dumps(a.to_json(reveal=True), indent=1, sort_keys=True, ensure_ascii=False)
+CAPTURES = every_capture()
+_ids = capture_id
+_document = analysis_document
 
 
 @pytest.fixture
