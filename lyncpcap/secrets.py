@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from lyncpcap.model import pickled_by_fields
 
+
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Secret:
     kind: str  # "password", "token", "web-ticket", "cookie", "saml", "conference-key", "ntlm-response"

@@ -1,6 +1,8 @@
-/* The pcapng reader's hot loop in C: runs of whole Enhanced Packet Blocks.
+/* The capture readers' hot loops in C: runs of whole pcapng Enhanced Packet Blocks and of whole
+ * pcap records.
  *
- * `Capture._pcapng_records` (capture.py) calls `epb_run` where its own fast path would start.
+ * `Capture._pcapng_records` (capture.py) calls `epb_run` where its own fast path would start,
+ * `Capture._pcap_records` calls `pcap_run` likewise.
  * It walks consecutive whole EPBs of known interfaces, judges each packet exactly as the Python
  * prefilter does (same fields, same rules), counts and drops what the flows layer would drop, and
  * hands every other packet to `feed(frame, ts, linktype, data, wirelen)`.  It stops, returning
@@ -55,6 +57,81 @@ static PyObject *timestamp(uint32_t high, uint32_t low, const iface_t *ifc) {
     PyObject *s = PyNumber_Add(q, ifc->tsoffset_obj);
     Py_DECREF(q);
     return s;
+}
+
+enum { KEEP = 0, DROP_UDP = 1, DROP_TCP = 2 };
+
+/* The prefilter's verdict on an Ethernet frame (capture.py, Prefilter): untagged IPv4 without
+ * options, not a fragment; UDP when neither port is in `ports` (NULL: no UDP is dropped); TCP
+ * without SYN, FIN or RST whose 12-byte address and port key maps in `table` to an int of at
+ * least `floor`.  -1 with an exception set on error. */
+static int judge_packet(const unsigned char *d, uint32_t caplen, const unsigned char *ports, PyObject *table,
+                        long long floor, int have_floor) {
+    if (caplen < MIN_JUDGED || be16(d + 12) != 0x0800 || d[14] != 0x45 || (be16(d + 20) & 0x3FFF))
+        return KEEP;
+    unsigned proto = d[23];
+    if (proto == 17) {
+        if (ports == NULL)
+            return KEEP;
+        unsigned sport = be16(d + 34), dport = be16(d + 36);
+        if ((ports[sport >> 3] & (1u << (sport & 7))) || (ports[dport >> 3] & (1u << (dport & 7))))
+            return KEEP;
+        return DROP_UDP;
+    }
+    if (proto != 6 || (d[47] & 0x07) || !have_floor)
+        return KEEP;
+    PyObject *key = PyBytes_FromStringAndSize((const char *)d + 26, 12);
+    if (key == NULL)
+        return -1;
+    PyObject *entry = PyDict_GetItemWithError(table, key); /* borrowed */
+    Py_DECREF(key);
+    if (entry == NULL)
+        return PyErr_Occurred() ? -1 : KEEP;
+    if (!PyLong_CheckExact(entry))
+        return KEEP;
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(entry, &overflow);
+    if (overflow > 0 || (!overflow && v >= floor))
+        return DROP_TCP;
+    return KEEP;
+}
+
+/* The prefilter's state from Python: a bitmap of the UDP ports handed over (*ports NULL: every
+ * UDP datagram is), the TCP floor (*have_floor 0: beyond 64 bits, judged by Python instead). */
+static int prefilter_state(PyObject *udp_ports, PyObject *floor_obj, PyObject *table, unsigned char **ports,
+                           long long *floor, int *have_floor) {
+    *ports = NULL;
+    *have_floor = 0;
+    if (udp_ports != Py_None) {
+        *ports = PyMem_Calloc(8192, 1);
+        if (*ports == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        PyObject *it = PyObject_GetIter(udp_ports);
+        if (it == NULL)
+            return -1;
+        PyObject *item;
+        while ((item = PyIter_Next(it)) != NULL) {
+            long p = PyLong_AsLong(item);
+            Py_DECREF(item);
+            if (p >= 0 && p < 65536)
+                (*ports)[p >> 3] |= (unsigned char)(1u << (p & 7));
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred())
+            return -1;
+    }
+    *floor = PyLong_AsLongLong(floor_obj);
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    else
+        *have_floor = 1;
+    if (!PyDict_Check(table)) {
+        PyErr_SetString(PyExc_TypeError, "table must be a dict");
+        return -1;
+    }
+    return 0;
 }
 
 /* epb_run(buf, off, end, big_endian, interfaces, frame, packets, judge, mask, table, floor,
@@ -116,38 +193,8 @@ static PyObject *epb_run(PyObject *self, PyObject *args) {
         if (ifs[i].linktype == -1 && PyErr_Occurred())
             goto done;
     }
-    if (judge) {
-        if (udp_ports != Py_None) {
-            ports = PyMem_Calloc(8192, 1);
-            if (ports == NULL) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            PyObject *it = PyObject_GetIter(udp_ports);
-            if (it == NULL)
-                goto done;
-            PyObject *item;
-            while ((item = PyIter_Next(it)) != NULL) {
-                long p = PyLong_AsLong(item);
-                Py_DECREF(item);
-                if (p >= 0 && p < 65536)
-                    ports[p >> 3] |= (unsigned char)(1u << (p & 7));
-            }
-            Py_DECREF(it);
-            if (PyErr_Occurred())
-                goto done;
-        }
-        floor = PyLong_AsLongLong(floor_obj);
-        if (PyErr_Occurred()) {
-            PyErr_Clear(); /* beyond 64 bits: no entry is judged fresh here; Python's loop is */
-        } else {
-            have_floor = 1;
-        }
-        if (!PyDict_Check(table)) {
-            PyErr_SetString(PyExc_TypeError, "table must be a dict");
-            goto done;
-        }
-    }
+    if (judge && prefilter_state(udp_ports, floor_obj, table, &ports, &floor, &have_floor) < 0)
+        goto done;
 
     while (end - off >= HOT_LEN) {
         const unsigned char *b = buf + off;
@@ -164,39 +211,19 @@ static PyObject *epb_run(PyObject *self, PyObject *args) {
         const unsigned char *d = b + 28;
         frame++;
         packets++;
-        if (judge && ifc->linktype == 1 && caplen >= MIN_JUDGED && be16(d + 12) == 0x0800 && d[14] == 0x45 &&
-            !(be16(d + 20) & 0x3FFF)) {
-            unsigned proto = d[23];
-            if (proto == 17) {
-                if (ports != NULL) {
-                    unsigned sport = be16(d + 34), dport = be16(d + 36);
-                    if (!(ports[sport >> 3] & (1u << (sport & 7))) && !(ports[dport >> 3] & (1u << (dport & 7)))) {
-                        n_udp++;
-                        n_bytes += wirelen;
-                        last_high = ts_high, last_low = ts_low, last_if = ifid, last_dropped = 1;
-                        off += blen;
-                        continue;
-                    }
-                }
-            } else if (proto == 6 && !(d[47] & 0x07) && have_floor) {
-                PyObject *key = PyBytes_FromStringAndSize((const char *)d + 26, 12);
-                if (key == NULL)
-                    goto done;
-                PyObject *entry = PyDict_GetItemWithError(table, key); /* borrowed */
-                Py_DECREF(key);
-                if (entry == NULL && PyErr_Occurred())
-                    goto done;
-                if (entry != NULL && PyLong_CheckExact(entry)) {
-                    int overflow = 0;
-                    long long v = PyLong_AsLongLongAndOverflow(entry, &overflow);
-                    if ((overflow > 0) || (!overflow && v >= floor)) {
-                        n_tcp++;
-                        n_bytes += wirelen;
-                        last_high = ts_high, last_low = ts_low, last_if = ifid, last_dropped = 1;
-                        off += blen;
-                        continue;
-                    }
-                }
+        if (judge && ifc->linktype == 1) {
+            int verdict = judge_packet(d, caplen, ports, table, floor, have_floor);
+            if (verdict < 0)
+                goto done;
+            if (verdict) {
+                if (verdict == DROP_UDP)
+                    n_udp++;
+                else
+                    n_tcp++;
+                n_bytes += wirelen;
+                last_high = ts_high, last_low = ts_low, last_if = ifid, last_dropped = 1;
+                off += blen;
+                continue;
             }
         }
         last_high = ts_high, last_low = ts_low, last_if = ifid, last_dropped = 0;
@@ -230,11 +257,98 @@ done:
     return result;
 }
 
+/* pcap_run(buf, off, end, big_endian, divisor, linktype, snaplen, frame, prefilter, mask, table, floor,
+ *          udp_ports, feed, n_udp, n_tcp, n_bytes, over_snaplen)
+ * prefilter: whether there is one (ticks are due with it; only Ethernet frames are judged)
+ * -> (off, frame, n_udp, n_tcp, n_bytes, over_snaplen)
+ * Walks pcap records whole in the buffer, as `Capture._pcap_records` does; it stops in front of a
+ * record that is not (or whose fields the prefilter reads are not) whole in the buffer, a damaged
+ * one, or the record at which the prefilter's tick is due. */
+static PyObject *pcap_run(PyObject *self, PyObject *args) {
+    PyObject *bufobj, *table, *floor_obj, *udp_ports, *feed;
+    Py_ssize_t off, end;
+    int big, judge;
+    unsigned long divisor;
+    long linktype;
+    unsigned long long snaplen;
+    long long frame, mask, n_udp, n_tcp, n_bytes, over_snaplen;
+    if (!PyArg_ParseTuple(args, "OnnpklKLpLOOOOLLLL", &bufobj, &off, &end, &big, &divisor, &linktype, &snaplen,
+                          &frame, &judge, &mask, &table, &floor_obj, &udp_ports, &feed, &n_udp, &n_tcp, &n_bytes,
+                          &over_snaplen))
+        return NULL;
+    if (divisor == 0) {
+        PyErr_SetString(PyExc_ValueError, "divisor must not be 0");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(bufobj, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (end > view.len)
+        end = view.len;
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    unsigned char *ports = NULL;
+    long long floor = 0;
+    int have_floor = 0;
+    PyObject *result = NULL;
+    if (judge && prefilter_state(udp_ports, floor_obj, table, &ports, &floor, &have_floor) < 0)
+        goto done;
+    while (end - off >= 16 + 48) {
+        const unsigned char *b = buf + off;
+        uint32_t sec = rd32(b, big), frac = rd32(b + 4, big), caplen = rd32(b + 8, big), wirelen = rd32(b + 12, big);
+        if (caplen > MAX_PACKET || (Py_ssize_t)caplen > end - off - 16)
+            break;
+        if (judge && !((frame + 1) & mask))
+            break; /* the prefilter's tick is due at this record: Python's loop calls it */
+        const unsigned char *d = b + 16;
+        if (caplen > snaplen)
+            over_snaplen++;
+        frame++;
+        if (judge && linktype == 1) {
+            int verdict = judge_packet(d, caplen, ports, table, floor, have_floor);
+            if (verdict < 0)
+                goto done;
+            if (verdict) {
+                if (verdict == DROP_UDP)
+                    n_udp++;
+                else
+                    n_tcp++;
+                n_bytes += wirelen;
+                off += 16 + (Py_ssize_t)caplen;
+                continue;
+            }
+        }
+        /* sec + frac / divisor, as Python computes it: both exact doubles, one rounding each */
+        PyObject *ts = PyFloat_FromDouble((double)sec + (double)frac / (double)divisor);
+        if (ts == NULL)
+            goto done;
+        PyObject *data = PyBytes_FromStringAndSize((const char *)d, caplen);
+        if (data == NULL) {
+            Py_DECREF(ts);
+            goto done;
+        }
+        off += 16 + (Py_ssize_t)caplen;
+        PyObject *rec = Py_BuildValue("(LNlNk)", frame, ts, linktype, data, (unsigned long)wirelen);
+        if (rec == NULL)
+            goto done;
+        PyObject *r = PyObject_Call(feed, rec, NULL);
+        Py_DECREF(rec);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    result = Py_BuildValue("(nLLLLL)", off, frame, n_udp, n_tcp, n_bytes, over_snaplen);
+done:
+    PyMem_Free(ports);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"epb_run", epb_run, METH_VARARGS, "Walk whole enhanced packet blocks (see capture.py)."},
+    {"pcap_run", pcap_run, METH_VARARGS, "Walk whole pcap records (see capture.py)."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan", "The pcapng reader's hot loop in C.", -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan", "The capture readers' hot loops in C.", -1, methods};
 
 PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&module); }

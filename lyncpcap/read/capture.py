@@ -24,10 +24,11 @@ from typing import BinaryIO, cast
 
 from lyncpcap.errors import CaptureError
 
-try:  # the hot loop over enhanced packet blocks, compiled (setup.py); optional
+try:  # the hot loops over enhanced packet blocks and pcap records, compiled (setup.py); optional
     from lyncpcap.read._scan import epb_run as _epb_run
+    from lyncpcap.read._scan import pcap_run as _pcap_run
 except ImportError:  # pragma: no cover - a machine without a C compiler
-    _epb_run = None
+    _epb_run = _pcap_run = None
 
 __all__ = ["Capture", "Feed", "Prefilter", "Record", "open_capture"]
 
@@ -408,6 +409,12 @@ class Capture:
         n_udp = n_tcp = n_bytes = 0
         try:
             while True:
+                if feed is not None and end - off >= hot_len and _pcap_run is not None:
+                    # runs of whole records in C; what it stops in front of is handled below
+                    off, frame, n_udp, n_tcp, n_bytes, over_snaplen = _pcap_run(
+                        buf, off, end, order == ">", divisor, linktype, snaplen, frame, pre is not None, mask, table, floor,
+                        pre.udp_ports if pre is not None else None, feed, n_udp, n_tcp, n_bytes, over_snaplen,
+                    )  # fmt: skip
                 whole = False  # the record and the fields of the prefilter are in the buffer
                 if end - off >= hot_len:
                     sec, frac, caplen, wirelen, etype, vihl, _total, frag, proto, sport, dport, flags = hot(buf, off)

@@ -1,7 +1,8 @@
-"""The compiled pcapng loop (`lyncpcap/read/_scan.c`) hands over exactly what the Python loop does.
+"""The compiled loops (`lyncpcap/read/_scan.c`) hand over exactly what the Python loops do.
 
-`Capture.scan` runs whole enhanced packet blocks through `_scan.epb_run` when it is built (the
-test command builds it); with `capture._epb_run` set to None the pure Python loop runs.  Both must
+`Capture.scan` runs whole pcapng enhanced packet blocks through `_scan.epb_run` and whole pcap
+records through `_scan.pcap_run` when they are built (the test command builds them); with
+`capture._epb_run` and `capture._pcap_run` set to None the pure Python loops run.  Both must
 give the same records, times, prefilter counts, ticks and warnings, on every capture and on
 blocks built by hand to reach the corners: byte orders, timestamp units and offsets, stamps
 beyond 2^53, simple packet blocks after dropped packets, damage.
@@ -32,14 +33,16 @@ UDP_PORTS = frozenset({53, 88, 5060})
 CAPTURES = sample_captures() + sample_captures(tls=True) + [CORPUS / n for n in corpus_names()]
 
 
-def test_the_compiled_loop_is_built() -> None:
+def test_the_compiled_loops_are_built() -> None:
     assert capture_module._epb_run is not None, "lyncpcap/read/_scan.c was not compiled (pip install -e .)"
+    assert capture_module._pcap_run is not None
 
 
 def _scan(path: Path, compiled: bool, monkeypatch: pytest.MonkeyPatch, *, every: int = 64, ignore: bytes | None = None):  # type: ignore[no-untyped-def]
     with monkeypatch.context() as m:
         if not compiled:
             m.setattr(capture_module, "_epb_run", None)
+            m.setattr(capture_module, "_pcap_run", None)
         ticks: list[float] = []
         table: dict[bytes, object] = {}
         if ignore is not None:
@@ -139,3 +142,47 @@ def test_a_feed_error_stops_the_compiled_loop(monkeypatch: pytest.MonkeyPatch) -
     with open_capture(path) as cap, pytest.raises(RuntimeError, match="sink failed"):
         cap.scan(feed)
     assert seen == [1, 2, 3, 4, 5]
+
+
+def _pcap(records: list[tuple[int, int, bytes, int]], *, big: bool = False, nano: bool = False, linktype: int = 1,
+          snaplen: int = 65535) -> bytes:
+    o = ">" if big else "<"
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = [struct.pack(o + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
+    for sec, frac, data, wirelen in records:
+        out.append(struct.pack(o + "IIII", sec, frac, len(data), wirelen) + data)
+    return b"".join(out)
+
+
+def test_hand_built_pcap_corners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sip = _frames(4)
+    records = []
+    for i in range(50):
+        records.append((1_700_000_000 + i, 999_999 - i, _rtp(i), 214))
+        if i % 6 == 0:
+            records.append((1_700_000_000 + i, 123_456 + i, sip[i % 4], len(sip[i % 4]) + (40 if i % 12 == 0 else 0)))
+    cases = {
+        "little.pcap": _pcap(records),
+        "big.pcap": _pcap(records, big=True),
+        "nano.pcap": _pcap([(s, f * 1000 + 7, d, w) for s, f, d, w in records], nano=True),
+        "short-snaplen.pcap": _pcap(records, snaplen=100),
+        "sll.pcap": _pcap([(s, f, d[:12] + d, w) for s, f, d, w in records], linktype=113),  # not judged, still ticks
+        "cut.pcap": _pcap(records)[:-50],
+        "damaged.pcap": _pcap(records[:20]) + struct.pack("<IIII", 1, 2, 10_000_000, 10) + _pcap(records)[24:],
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        for every in (1, 2, 16, 64):
+            compiled = _scan(path, True, monkeypatch, every=every)
+            python = _scan(path, False, monkeypatch, every=every)
+            assert compiled == python, (name, every)
+        kept, _ticks, (udp, _tcp, _bytes), warnings, frames_seen = compiled
+        if name == "little.pcap":
+            assert udp == 50 and len(kept) == 9 and frames_seen == 59
+            assert kept[0][1] == 1_700_000_000 + 123_456 / 1_000_000
+        if name == "sll.pcap":  # nothing judged, but the prefilter's ticks still come
+            assert udp == 0 and len(kept) == 59
+            assert len(_scan(path, True, monkeypatch, every=16)[1]) == 59 // 16
+        if name in ("cut.pcap", "damaged.pcap"):
+            assert warnings
