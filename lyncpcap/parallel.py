@@ -240,15 +240,15 @@ class _Agreement:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self.seen: dict[float, list[int]] = {}
+        self.seen: dict[float, dict[int, int]] = {}  # position -> worker -> connections counted
         self.parted_at: float | None = None  # the first position where the counts differed
 
-    def count(self, position: float, connections: int) -> None:
-        counts = self.seen.setdefault(position, [])
-        counts.append(connections)
+    def count(self, position: float, worker: int, connections: int) -> None:
+        counts = self.seen.setdefault(position, {})
+        counts[worker] = connections
         if len(counts) == self.workers:
             del self.seen[position]
-            if len(set(counts)) > 1 and (self.parted_at is None or position < self.parted_at):
+            if len(set(counts.values())) > 1 and (self.parted_at is None or position < self.parted_at):
                 self.parted_at = position
 
 
@@ -274,7 +274,7 @@ def _merge(
             if kind == "steps":
                 _, watermark, position, items, connections = message
                 if connections is not None:
-                    agreement.count(watermark, connections)
+                    agreement.count(watermark, w.index, connections)
                 for key, step in items:
                     heapq.heappush(heads, (key, w.index, seq, step))
                     seq += 1
@@ -285,7 +285,7 @@ def _merge(
                     progress(position)
             elif kind == "end":
                 w.summary = message[1]
-                agreement.count(math.inf, w.summary.stats.get("tcp.connections", 0))
+                agreement.count(math.inf, w.index, w.summary.stats.get("tcp.connections", 0))
                 w.watermark = math.inf
                 live.remove(w)
             else:

@@ -178,3 +178,16 @@ def test_workers_that_number_connections_apart_say_so(monkeypatch: pytest.Monkey
     if _document(two) != _document(one):
         assert parted  # whatever differs, the user is told
     assert parted, "this setting parts the counts: the check must see it"
+
+
+def test_the_connection_count_check_compares_workers_not_reports() -> None:
+    import math
+
+    agree = parallel._Agreement(2)
+    agree.count(65535.5, 0, 10)
+    agree.count(math.inf, 0, 12)  # worker 0 reports the end twice (its last pass, its summary)
+    agree.count(math.inf, 0, 12)
+    agree.count(65535.5, 1, 10)
+    assert agree.parted_at is None
+    agree.count(math.inf, 1, 13)
+    assert agree.parted_at == math.inf
