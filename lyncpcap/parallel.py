@@ -21,6 +21,7 @@ parent holds steps a faster worker sent ahead of a slower one, at most `BUFFERED
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 import multiprocessing
@@ -207,13 +208,20 @@ def analyse_parallel(
     ctx: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     workers: list[_Worker] = []
     agreement = _Agreement(jobs)
+    # A forked worker shares the parent's memory until it writes to it, and the garbage collector
+    # writes to every object it visits: frozen, the parent's objects (a notebook's DataFrames, an
+    # earlier analysis) stay out of the workers' collections and are not copied into them.
+    gc.freeze()
     try:
-        for i in range(jobs):
-            receive, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_work, args=(str(path), i, jobs, send), daemon=True, name=f"lyncpcap-worker-{i}")
-            proc.start()
-            send.close()
-            workers.append(_Worker(i, receive, proc))
+        try:
+            for i in range(jobs):
+                receive, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_work, args=(str(path), i, jobs, send), daemon=True, name=f"lyncpcap-worker-{i}")
+                proc.start()
+                send.close()
+                workers.append(_Worker(i, receive, proc))
+        finally:
+            gc.unfreeze()
         _merge(path, workers, on_step, progress, agreement)
     finally:
         for w in workers:
