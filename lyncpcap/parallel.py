@@ -42,7 +42,7 @@ from lyncpcap.model import AuthExchange, Step
 from lyncpcap.read import open_capture
 from lyncpcap.read.pdu import LINKTYPE_WIRESHARK_UPPER_PDU
 
-__all__ = ["BUFFERED", "MIN_BYTES", "analyse_parallel", "auto_jobs", "can_split"]
+__all__ = ["BUFFERED", "MIN_BYTES", "WorkersUnavailable", "analyse_parallel", "auto_jobs", "can_split"]
 
 #: Captures smaller than this are analysed in one process (starting workers would cost more).
 MIN_BYTES = 48 << 20
@@ -182,6 +182,11 @@ def _tell(out: Connection, message: tuple[str, str]) -> None:
 # -- the parent ------------------------------------------------------------------------------------
 
 
+class WorkersUnavailable(Exception):
+    """The workers could not be started; nothing has been analysed yet (the caller can go on in
+    one process)."""
+
+
 class _Worker:
     __slots__ = ("buffered", "conn", "index", "position", "process", "summary", "watermark")
 
@@ -217,8 +222,13 @@ def analyse_parallel(
             for i in range(jobs):
                 receive, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_work, args=(str(path), i, jobs, send), daemon=True, name=f"lyncpcap-worker-{i}")
-                proc.start()
-                send.close()
+                try:
+                    proc.start()
+                except OSError as exc:  # no processes to be had (a container's limit, memory)
+                    receive.close()
+                    raise WorkersUnavailable(f"cannot start worker {i}: {exc.strerror or exc}") from None
+                finally:
+                    send.close()
                 workers.append(_Worker(i, receive, proc))
         finally:
             gc.unfreeze()

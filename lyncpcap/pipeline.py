@@ -69,9 +69,13 @@ def run(
             workers = 1
     kept: list[Step] = []
     for index, p in enumerate(paths):
+        result = None
         if workers > 1:
-            result = parallel.analyse_parallel(p, workers, builder.add, progress)
-        else:
+            try:
+                result = parallel.analyse_parallel(p, workers, builder.add, progress)
+            except parallel.WorkersUnavailable:
+                pass  # nothing was analysed yet: one process does it all
+        if result is None:
             result = inputs.analyse(
                 p, keylog=keylog, rsa_keys=rsa_keys, progress=progress, full=full, on_step=builder.add if stream else None
             )

@@ -191,3 +191,16 @@ def test_the_connection_count_check_compares_workers_not_reports() -> None:
     assert agree.parted_at is None
     agree.count(math.inf, 1, 13)
     assert agree.parted_at == math.inf
+
+
+def test_no_workers_to_be_had_means_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing.process
+
+    capture = ROOT / "sample_captures" / "10-password-spray.pcapng"
+    one = lyncpcap.analyze(capture, jobs=1)
+
+    def refuse(self):  # type: ignore[no-untyped-def]
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
+    assert _document(lyncpcap.analyze(capture, jobs=2)) == _document(one)
