@@ -96,6 +96,42 @@ static int judge_packet(const unsigned char *d, uint32_t caplen, const unsigned 
     return KEEP;
 }
 
+/* Count a frame the prefilter drops: 1 if `d` is dropped, 0 if it is to be handed over, -1 on error. */
+static int dropped(const unsigned char *d, uint32_t caplen, uint32_t wirelen, const unsigned char *ports,
+                   PyObject *table, long long floor, int have_floor, long long *n_udp, long long *n_tcp,
+                   long long *n_bytes) {
+    int verdict = judge_packet(d, caplen, ports, table, floor, have_floor);
+    if (verdict <= 0)
+        return verdict;
+    if (verdict == DROP_UDP)
+        ++*n_udp;
+    else
+        ++*n_tcp;
+    *n_bytes += wirelen;
+    return 1;
+}
+
+/* feed(frame, ts, linktype, data, wirelen); `ts` is a new reference, consumed.  -1 on error. */
+static int hand_over(PyObject *feed, long long frame, PyObject *ts, long linktype, const unsigned char *d,
+                     uint32_t caplen, uint32_t wirelen) {
+    if (ts == NULL)
+        return -1;
+    PyObject *data = PyBytes_FromStringAndSize((const char *)d, caplen);
+    if (data == NULL) {
+        Py_DECREF(ts);
+        return -1;
+    }
+    PyObject *rec = Py_BuildValue("(LNlNk)", frame, ts, linktype, data, (unsigned long)wirelen);
+    if (rec == NULL)
+        return -1;
+    PyObject *r = PyObject_Call(feed, rec, NULL);
+    Py_DECREF(rec);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 /* The prefilter's state from Python: a bitmap of the UDP ports handed over (*ports NULL: every
  * UDP datagram is), the TCP floor (*have_floor 0: beyond 64 bits, judged by Python instead). */
 static int prefilter_state(PyObject *udp_ports, PyObject *floor_obj, PyObject *table, unsigned char **ports,
@@ -212,38 +248,19 @@ static PyObject *epb_run(PyObject *self, PyObject *args) {
         frame++;
         packets++;
         if (judge && ifc->linktype == 1) {
-            int verdict = judge_packet(d, caplen, ports, table, floor, have_floor);
-            if (verdict < 0)
+            int r = dropped(d, caplen, wirelen, ports, table, floor, have_floor, &n_udp, &n_tcp, &n_bytes);
+            if (r < 0)
                 goto done;
-            if (verdict) {
-                if (verdict == DROP_UDP)
-                    n_udp++;
-                else
-                    n_tcp++;
-                n_bytes += wirelen;
+            if (r) {
                 last_high = ts_high, last_low = ts_low, last_if = ifid, last_dropped = 1;
                 off += blen;
                 continue;
             }
         }
         last_high = ts_high, last_low = ts_low, last_if = ifid, last_dropped = 0;
-        PyObject *ts = timestamp(ts_high, ts_low, ifc);
-        if (ts == NULL)
-            goto done;
-        PyObject *data = PyBytes_FromStringAndSize((const char *)d, caplen);
-        if (data == NULL) {
-            Py_DECREF(ts);
-            goto done;
-        }
         off += blen;
-        PyObject *rec = Py_BuildValue("(LNlNk)", frame, ts, ifc->linktype, data, (unsigned long)wirelen);
-        if (rec == NULL)
+        if (hand_over(feed, frame, timestamp(ts_high, ts_low, ifc), ifc->linktype, d, caplen, wirelen) < 0)
             goto done;
-        PyObject *r = PyObject_Call(feed, rec, NULL);
-        Py_DECREF(rec);
-        if (r == NULL)
-            goto done;
-        Py_DECREF(r);
     }
     if (last_high >= 0)
         result = Py_BuildValue("(nLLLLL(LLLN))", off, frame, packets, n_udp, n_tcp, n_bytes, last_high, last_low, last_if,
@@ -304,37 +321,19 @@ static PyObject *pcap_run(PyObject *self, PyObject *args) {
             over_snaplen++;
         frame++;
         if (judge && linktype == 1) {
-            int verdict = judge_packet(d, caplen, ports, table, floor, have_floor);
-            if (verdict < 0)
+            int r = dropped(d, caplen, wirelen, ports, table, floor, have_floor, &n_udp, &n_tcp, &n_bytes);
+            if (r < 0)
                 goto done;
-            if (verdict) {
-                if (verdict == DROP_UDP)
-                    n_udp++;
-                else
-                    n_tcp++;
-                n_bytes += wirelen;
+            if (r) {
                 off += 16 + (Py_ssize_t)caplen;
                 continue;
             }
         }
-        /* sec + frac / divisor, as Python computes it: both exact doubles, one rounding each */
-        PyObject *ts = PyFloat_FromDouble((double)sec + (double)frac / (double)divisor);
-        if (ts == NULL)
-            goto done;
-        PyObject *data = PyBytes_FromStringAndSize((const char *)d, caplen);
-        if (data == NULL) {
-            Py_DECREF(ts);
-            goto done;
-        }
         off += 16 + (Py_ssize_t)caplen;
-        PyObject *rec = Py_BuildValue("(LNlNk)", frame, ts, linktype, data, (unsigned long)wirelen);
-        if (rec == NULL)
+        /* sec + frac / divisor, as Python computes it: both exact doubles, one rounding each */
+        if (hand_over(feed, frame, PyFloat_FromDouble((double)sec + (double)frac / (double)divisor), linktype, d,
+                      caplen, wirelen) < 0)
             goto done;
-        PyObject *r = PyObject_Call(feed, rec, NULL);
-        Py_DECREF(rec);
-        if (r == NULL)
-            goto done;
-        Py_DECREF(r);
     }
     result = Py_BuildValue("(nLLLLL)", off, frame, n_udp, n_tcp, n_bytes, over_snaplen);
 done:
