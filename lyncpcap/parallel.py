@@ -119,8 +119,9 @@ class _Summary:
 
 
 def _work(path: str, index: int, count: int, out: Connection) -> None:
-    """Worker `index` of `count`: analyse its share of `path`, sending ("steps", watermark,
-    position, [(key, step), ...]) messages, then ("end", _Summary) — or ("error", problem)."""
+    """Worker `index` of `count`: analyse its share of `path`, sending ("steps", watermark, bytes
+    read, [(key, step), ...], connections counted or None) messages, then ("end", _Summary) — or
+    ("error", problem)."""
     part = Partition(index, count)
     batch: list[tuple[float, Step]] = []
     cap = None
@@ -188,7 +189,7 @@ class WorkersUnavailable(Exception):
 
 
 class _Worker:
-    __slots__ = ("buffered", "conn", "index", "position", "process", "summary", "watermark")
+    __slots__ = ("buffered", "conn", "index", "process", "summary", "watermark")
 
     def __init__(self, index: int, conn: Connection, process: Any) -> None:
         self.index = index
@@ -196,7 +197,6 @@ class _Worker:
         self.process = process
         self.buffered = 0  # its steps waiting in the parent
         self.watermark = -math.inf  # every step still to come has a key at least this
-        self.position = 0  # bytes read
         self.summary: _Summary | None = None
 
 
@@ -298,7 +298,6 @@ def _merge(
                     seq += 1
                 w.buffered += len(items)
                 w.watermark = watermark
-                w.position = position
                 if progress is not None and w.index == 0:
                     progress(position)
             elif kind == "end":
