@@ -107,6 +107,107 @@ class CaptureResult:
     secrets_blocks: int = 0
 
 
+@dataclass(slots=True)
+class InternalErrors:
+    """Connections and datagrams whose decoding stopped at a bug of ours (an exception other than
+    MalformedError): counted, the one earliest in the capture named, the rest of the capture
+    analysed.  Only the exception's type and where it was raised are kept: its message may quote
+    the packet, secrets included."""
+
+    count: int = 0
+    first: tuple[int, str] | None = None  # (frame, "TypeError at http.py:616")
+
+    def add(self, frame: int, exc: BaseException) -> None:
+        self.count += 1
+        if self.first is None or frame < self.first[0]:
+            self.first = (frame, _where(exc))
+
+    def merge(self, other: InternalErrors) -> None:
+        self.count += other.count
+        if other.first is not None and (self.first is None or other.first < self.first):
+            self.first = other.first
+
+    def note(self) -> list[str]:
+        if not self.first:
+            return []
+        frame, where = self.first
+        return [
+            f"{self.count} connection(s) or datagram(s) stopped being decoded at an internal error "
+            f"(first in frame {frame}: {where}); their later steps are missing. "
+            "Please report it with the capture"
+        ]
+
+
+_PACKAGE = str(Path(__file__).parent)
+
+
+def _where(exc: BaseException) -> str:
+    """"TypeError at http.py:616": the type, and the last line of lyncpcap's own code it passed."""
+    tb = exc.__traceback__
+    place = ""
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name.startswith(_PACKAGE):
+            place = f" at {Path(name).name}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return type(exc).__name__ + place
+
+
+class _Guard:
+    """Every connection's sink is wrapped in one: an exception a decoder did not mean to raise ends
+    that connection's decoding (`done`), is counted by the engine, and the capture goes on —
+    unless the engine says it came from downstream (the output), which must stop the analysis."""
+
+    __slots__ = ("engine", "failed", "sink")
+
+    def __init__(self, engine: Engine, sink: StreamSink) -> None:
+        self.engine = engine
+        self.sink = sink
+        self.failed = False
+
+    @property
+    def done(self) -> bool:
+        return self.failed or bool(getattr(self.sink, "done", False))
+
+    @property
+    def peer_acked(self) -> int | None:
+        return getattr(self.sink, "peer_acked", None)
+
+    @peer_acked.setter
+    def peer_acked(self, value: int | None) -> None:
+        if hasattr(self.sink, "peer_acked"):
+            self.sink.peer_acked = value  # type: ignore[attr-defined]
+
+    def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
+        if self.failed:
+            return
+        try:
+            self.sink.on_data(direction, data, ts, frame)
+        except Exception as exc:
+            self._failed(exc, frame)
+
+    def on_gap(self, direction: int, size: int, ts: float, frame: int) -> None:
+        if self.failed:
+            return
+        try:
+            self.sink.on_gap(direction, size, ts, frame)
+        except Exception as exc:
+            self._failed(exc, frame)
+
+    def on_close(self, ts: float, frame: int, how: str) -> None:
+        if self.failed:
+            return
+        try:
+            self.sink.on_close(ts, frame, how)
+        except Exception as exc:
+            self._failed(exc, frame)
+
+    def _failed(self, exc: Exception, frame: int) -> None:
+        if not self.engine.contain(exc, frame):
+            raise exc
+        self.failed = True
+
+
 class _Flip:
     """Adapts a sink when the flows layer guessed the connection's direction wrong."""
 
@@ -233,12 +334,27 @@ class Engine:
         self.kdc = KdcClassifier(self)
         self.dns = DnsClassifier(self)
         self.decrypted_conns: set[tuple[str, int, str, int]] = set()
+        self.internal = InternalErrors()
+        self.downstream_failed = False  # on_step raised: the analysis must stop, not go on
 
     # Collector -----------------------------------------------------------------------------
     def add_step(self, step: Step) -> None:
         if step.method == "CONNECT":
             self.tunnels = True  # TLS may follow inside this connection (decryption looks for it)
-        self.on_step(step)
+        try:
+            self.on_step(step)
+        except BaseException:
+            self.downstream_failed = True
+            raise
+
+    def contain(self, exc: Exception, frame: int) -> bool:
+        """Whether `exc`, raised while decoding frame `frame`, stays with its connection or datagram
+        (counted in `internal`) rather than stopping the analysis.  Not when it came from on_step
+        (a closed output, a worker's pipe), nor when memory ran out."""
+        if self.downstream_failed or isinstance(exc, MemoryError):
+            return False
+        self.internal.add(frame, exc)
+        return True
 
     def add_auth(self, step: Step | None, exchange: AuthExchange) -> None:
         if step is not None:
@@ -301,11 +417,10 @@ class Engine:
                 time=conn.first_ts,
             )
             self.tls.append(rec)
-            tsink: StreamSink = _TlsSink(rec, self.tls_failed)
-            return _Flip(tsink) if flip else tsink
+            sink = _TlsSink(rec, self.tls_failed)
         if sink is None:
             return None
-        return _Flip(sink) if flip else sink
+        return _Guard(self, _Flip(sink) if flip else sink)
 
     def tls_failed(self, rec: TlsConnection, ts: float, frame: int, how: str) -> None:
         """A TLS handshake that ended without data: a fatal alert, or a client that hung up after
@@ -411,6 +526,13 @@ class Engine:
         self.add_step(step)
 
     def udp_handler(self, ts: float, frame: int, src: str, sport: int, dst: str, dport: int, payload: bytes) -> None:
+        try:
+            self._datagram(ts, frame, src, sport, dst, dport, payload)
+        except Exception as exc:
+            if not self.contain(exc, frame):
+                raise
+
+    def _datagram(self, ts: float, frame: int, src: str, sport: int, dst: str, dport: int, payload: bytes) -> None:
         if sport in DNS_PORTS or dport in DNS_PORTS:
             self.dns.on_datagram(payload, ts=ts, frame=frame, src=src, sport=sport, dst=dst, dport=dport)
         elif sport in KDC_PORTS or dport in KDC_PORTS:
@@ -448,20 +570,20 @@ class Engine:
         self.kdc.finish()
         self.dns.finish()
         if error_notes:
-            for message in decode_error_notes(self.kdc.errors, self.dns.errors):
+            for message in decode_error_notes(self.kdc.errors, self.dns.errors, self.internal):
                 self.note(message)
         # connection order, and wire order: the same whichever worker of a parallel run saw them
         self.tls.sort(key=lambda t: t.conn)
         self.auth.sort(key=lambda a: a.frame)
 
 
-def decode_error_notes(kdc_errors: int, dns_errors: int) -> list[str]:
+def decode_error_notes(kdc_errors: int, dns_errors: int, internal: InternalErrors) -> list[str]:
     out = []
     if kdc_errors:
         out.append(f"{kdc_errors} Kerberos messages could not be decoded")
     if dns_errors:
         out.append(f"{dns_errors} DNS messages could not be decoded")
-    return out
+    return out + internal.note()
 
 
 def undecrypted_warning(tls: Sequence[TlsConnection]) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from lyncpcap import engine
 from lyncpcap.errors import CaptureError
 from lyncpcap.model import Step
+from lyncpcap.read import saz
 from lyncpcap.read.tshark import RsaKey
 
 __all__ = ["InputKind", "analyse", "sniff"]
@@ -69,7 +70,7 @@ def _is_saz(p: Path) -> bool:
     try:
         with zipfile.ZipFile(p) as z:
             names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except saz.ZIP_DAMAGE:
         return True  # a damaged zip: the SAZ reader says what is wrong with it
     return any(n.replace("\\", "/").lower().startswith("raw/") for n in names) or not names
 
@@ -87,8 +88,6 @@ def analyse(
     small: their steps come in the result)."""
     kind = sniff(path)
     if kind is InputKind.SAZ:
-        from lyncpcap.read import saz
-
         return engine.analyse_archive(path, saz.read(path))
     if kind in (InputKind.HAR, InputKind.HAR_GZIP):
         from lyncpcap.read import har

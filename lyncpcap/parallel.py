@@ -113,6 +113,7 @@ class _Summary:
     notes: list[str]
     kdc_errors: int
     dns_errors: int
+    internal: engine.InternalErrors
     tls: list[engine.TlsConnection]
     auth: list[AuthExchange]
     secrets_blocks: int
@@ -155,6 +156,7 @@ def _work(path: str, index: int, count: int, out: Connection) -> None:
                 notes=list(eng.notes),
                 kdc_errors=eng.kdc.errors,
                 dns_errors=eng.dns.errors,
+                internal=eng.internal,
                 tls=eng.tls,
                 auth=eng.auth,
                 secrets_blocks=len(cap.secrets),
@@ -336,11 +338,11 @@ def _result(path: str | Path, summaries: list[_Summary]) -> engine.CaptureResult
     notes: list[str] = []
     for s in summaries:
         notes += [n for n in s.notes if n not in notes]
-    notes += [
-        n
-        for n in engine.decode_error_notes(sum(s.kdc_errors for s in summaries), sum(s.dns_errors for s in summaries))
-        if n not in notes
-    ]
+    internal = engine.InternalErrors()
+    for s in summaries:
+        internal.merge(s.internal)
+    kdc_errors, dns_errors = sum(s.kdc_errors for s in summaries), sum(s.dns_errors for s in summaries)
+    notes += [n for n in engine.decode_error_notes(kdc_errors, dns_errors, internal) if n not in notes]
     tls = sorted((t for s in summaries for t in s.tls), key=lambda t: t.conn)
     engine.explain_without_keys(tls)
     auth = sorted((a for s in summaries for a in s.auth), key=lambda a: a.frame)

@@ -254,7 +254,7 @@ def _careful_parse(data: bytes) -> tuple[Any, ...] | str:
         return _tree(SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True))
     except DefusedXmlException as exc:
         return f"unsafe XML refused: {type(exc).__name__}"
-    except SafeET.ParseError as exc:
+    except (SafeET.ParseError, LookupError, ValueError) as exc:
         return f"bad XML: {exc}"
 
 
@@ -290,6 +290,9 @@ def test_xml_fast_path_builds_the_careful_parsers_trees(monkeypatch: pytest.Monk
             b'<!DOCTYPE x [<!ENTITY e "boom">]>' + doc,
             b'<?xml version="1.0" encoding="UTF-16"?>' + doc,
             doc.replace(b"utf-8", b"cp500", 1),
+            doc.replace(b"utf-8", b"utz-8", 1),  # no such encoding
+            doc.replace(b"utf-8", b"utf-32", 1),  # one expat cannot read
+            doc.replace(b"utf-8", b"rot13", 1),  # a codec, not a text encoding
             b"<!-- a comment -->" + doc,
             b"\xef\xbb\xbf" + doc,
             doc.decode("utf-8", "replace").encode("utf-16"),

@@ -44,6 +44,8 @@ def parse(data: bytes) -> Element:
         raise MalformedError(f"unsafe XML refused: {type(exc).__name__}") from exc
     except SafeET.ParseError as exc:
         raise MalformedError(f"bad XML: {exc}") from exc
+    except (LookupError, ValueError) as exc:  # a declared encoding Python lacks, or a multi-byte one expat cannot read
+        raise MalformedError(f"bad XML: {exc}") from exc
 
 
 def local(tag: str) -> str:

@@ -11,7 +11,9 @@ without HTTPS decryption says so in a warning.
 from __future__ import annotations
 
 import re
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +25,7 @@ from lyncpcap.protocols.http import Headers, HttpExchange, HttpStream
 from lyncpcap.read.archive import Archive, ArchiveExchange, plain_address, split_url
 from lyncpcap.steps.http import HTTPS_PORTS
 
-__all__ = ["parse_timer", "read"]
+__all__ = ["ZIP_DAMAGE", "parse_timer", "read"]
 
 _ENTRY = re.compile(r"^raw[/\\](\d+)_([csm])\.(txt|xml)$", re.IGNORECASE)
 _TIMER = re.compile(
@@ -31,6 +33,10 @@ _TIMER = re.compile(
 )
 #: What a SAZ session may hold at most; larger members mean a damaged or hostile archive.
 MAX_MEMBER = 256 << 20
+#: What `zipfile` raises on a damaged archive: besides BadZipFile, a bad deflate stream (zlib.error),
+#: a cut file (EOFError), a mangled header's version or method (NotImplementedError), offsets that
+#: point nowhere (ValueError, OSError, struct.error).
+ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, OSError, struct.error)
 
 
 def parse_timer(text: str | None) -> float | None:
@@ -109,10 +115,10 @@ def read(path: str | Path) -> Archive:
     p = Path(path)
     try:
         z = zipfile.ZipFile(p)
-    except zipfile.BadZipFile as exc:
-        raise CaptureError(p, f"not a readable Fiddler SAZ archive (damaged zip: {exc})") from None
-    except OSError as exc:
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
         raise CaptureError(p, f"cannot read: {exc.strerror or exc}") from None
+    except ZIP_DAMAGE as exc:
+        raise CaptureError(p, f"not a readable Fiddler SAZ archive (damaged zip: {exc})") from None
     with z:
         members: dict[int, dict[str, zipfile.ZipInfo]] = {}
         for info in z.infolist():
@@ -133,7 +139,7 @@ def read(path: str | Path) -> Archive:
                 raise CaptureError(p, f"password-protected SAZ ({exc}); save it again in Fiddler without a password") from None
             except NotImplementedError as exc:
                 raise CaptureError(p, f"cannot unpack {info.filename}: {exc}") from None
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except ZIP_DAMAGE as exc:
                 raise CaptureError(p, f"damaged SAZ member {info.filename}: {exc}") from None
 
         archive = Archive("saz", entries=len(members))

@@ -7,6 +7,7 @@ import base64
 import gzip
 import json
 import os
+import struct
 import subprocess
 import sys
 import zipfile
@@ -240,9 +241,26 @@ def _zip(path: Path, members: dict[str, bytes | str]) -> Path:
     return path
 
 
+def _damaged_saz(path: Path, how: str) -> Path:
+    """A sample SAZ with one byte changed: the first member's deflate stream made invalid (a block of
+    the reserved type), or the central directory asking for a zip version no reader knows."""
+    raw = bytearray((SAMPLES / "05-lwa-domain-user-soap-saz.saz").read_bytes())
+    if how == "deflate":
+        with zipfile.ZipFile(SAMPLES / "05-lwa-domain-user-soap-saz.saz") as z:
+            info = next(i for i in z.infolist() if i.filename.endswith("_c.txt") and i.compress_type == zipfile.ZIP_DEFLATED)
+        name_len, extra_len = struct.unpack_from("<HH", raw, info.header_offset + 26)
+        raw[info.header_offset + 30 + name_len + extra_len] = 0x07  # final block, type 3 (reserved)
+    else:
+        raw[raw.index(b"PK\x01\x02") + 6] = 0xFF  # version needed to extract: 25.5
+    path.write_bytes(bytes(raw))
+    return path
+
+
 @pytest.mark.parametrize(
     ("name", "make", "message"),
     [
+        ("deflate.saz", lambda p: _damaged_saz(p, "deflate"), "damaged SAZ member raw/"),
+        ("version.saz", lambda p: _damaged_saz(p, "version"), "not a readable Fiddler SAZ archive (damaged zip: zip file version"),
         ("notes.zip", lambda p: _zip(p, {"readme.txt": "hello"}), "a zip archive: extract the capture first"),
         ("meta.saz", lambda p: _zip(p, {"raw/01_c.txt": b"GET http://a/ HTTP/1.1\r\n\r\n", "raw/01_m.xml": "<Session"}),
          "damaged SAZ session metadata"),
