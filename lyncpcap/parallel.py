@@ -52,6 +52,11 @@ MAX_AUTO_JOBS = 4
 BATCH = 256
 #: Steps the parent buffers from one worker before it stops reading that worker's pipe.
 BUFFERED = 20_000
+#: The parent's young-generation collection threshold while it merges (Python's default is 700).
+#: Unpickling the workers' steps allocates millions of objects, short-lived or in no cycle;
+#: collecting them every 700 allocations took about 12% of the parent's time on the benchmark
+#: capture (3.5 -> 3.1 s CPU with 10,000).  Cycles are still collected, a little later.
+MERGE_GC_THRESHOLD = 10_000
 
 #: Statistics each worker counts for its own connections only: the parent adds them up.  Every
 #: other count is of the whole capture, the same in every worker.
@@ -234,7 +239,12 @@ def analyse_parallel(
                 workers.append(_Worker(i, receive, proc))
         finally:
             gc.unfreeze()
-        _merge(path, workers, on_step, progress, agreement)
+        threshold = gc.get_threshold()
+        gc.set_threshold(MERGE_GC_THRESHOLD, *threshold[1:])
+        try:
+            _merge(path, workers, on_step, progress, agreement)
+        finally:
+            gc.set_threshold(*threshold)
     finally:
         for w in workers:
             w.conn.close()

@@ -127,6 +127,33 @@ def test_a_worker_error_is_one_line_naming_the_file(tmp_path: Path, monkeypatch:
     assert message.startswith(str(capture)) and "decoder exploded" in message and "\n" not in message
 
 
+def test_the_callers_garbage_collector_settings_are_left_as_they_were(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent collects less often while it merges; a notebook's own settings come back, after
+    an analysis and after a failed one."""
+    import gc
+
+    capture = ROOT / "sample_captures" / "02-desktop-external-ntlm.pcapng"
+    seen: list[tuple[int, ...]] = []
+    real = parallel._merge
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(gc.get_threshold())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parallel, "_merge", spy)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(1234, 7, 5)
+        lyncpcap.analyze(capture, jobs=2)
+        assert seen == [(parallel.MERGE_GC_THRESHOLD, 7, 5)] and gc.get_threshold() == (1234, 7, 5)
+        monkeypatch.setattr(dispatch.Dispatcher, "run", lambda *a, **k: 1 / 0)
+        with pytest.raises(Exception, match="ZeroDivisionError"):
+            lyncpcap.analyze(capture, jobs=2)
+        assert gc.get_threshold() == (1234, 7, 5)
+    finally:
+        gc.set_threshold(*before)
+
+
 def test_partitions_share_every_address_out_once() -> None:
     parts = [Partition(i, 3) for i in range(3)]
     addresses = [ipaddress.ip_address(f"10.0.{n // 256}.{n % 256}").packed for n in range(3000)]
