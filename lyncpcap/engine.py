@@ -153,21 +153,18 @@ def _where(exc: BaseException) -> str:
     return type(exc).__name__ + place
 
 
-class _Guard:
-    """Every connection's sink is wrapped in one: an exception a decoder did not mean to raise ends
-    that connection's decoding (`done`), is counted by the engine, and the capture goes on —
-    unless the engine says it came from downstream (the output), which must stop the analysis."""
+class _Wrapper:
+    """A sink around another: it passes on whether the inner one is done and what the sender had
+    acknowledged (for sinks that want to know)."""
 
-    __slots__ = ("engine", "failed", "sink")
+    __slots__ = ("sink",)
 
-    def __init__(self, engine: Engine, sink: StreamSink) -> None:
-        self.engine = engine
+    def __init__(self, sink: StreamSink) -> None:
         self.sink = sink
-        self.failed = False
 
     @property
     def done(self) -> bool:
-        return self.failed or bool(getattr(self.sink, "done", False))
+        return bool(getattr(self.sink, "done", False))
 
     @property
     def peer_acked(self) -> int | None:
@@ -177,6 +174,23 @@ class _Guard:
     def peer_acked(self, value: int | None) -> None:
         if hasattr(self.sink, "peer_acked"):
             self.sink.peer_acked = value  # type: ignore[attr-defined]
+
+
+class _Guard(_Wrapper):
+    """Every connection's sink is wrapped in one: an exception a decoder did not mean to raise ends
+    that connection's decoding (`done`), is counted by the engine, and the capture goes on —
+    unless the engine says it came from downstream (the output), which must stop the analysis."""
+
+    __slots__ = ("engine", "failed")
+
+    def __init__(self, engine: Engine, sink: StreamSink) -> None:
+        super().__init__(sink)
+        self.engine = engine
+        self.failed = False
+
+    @property
+    def done(self) -> bool:
+        return self.failed or bool(getattr(self.sink, "done", False))
 
     def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
         if self.failed:
@@ -208,24 +222,10 @@ class _Guard:
         self.failed = True
 
 
-class _Flip:
+class _Flip(_Wrapper):
     """Adapts a sink when the flows layer guessed the connection's direction wrong."""
 
-    def __init__(self, sink: StreamSink) -> None:
-        self.sink = sink
-
-    @property
-    def done(self) -> bool:
-        return bool(getattr(self.sink, "done", False))
-
-    @property
-    def peer_acked(self) -> int | None:
-        return getattr(self.sink, "peer_acked", None)
-
-    @peer_acked.setter
-    def peer_acked(self, value: int | None) -> None:
-        if hasattr(self.sink, "peer_acked"):
-            self.sink.peer_acked = value  # type: ignore[attr-defined]
+    __slots__ = ()
 
     def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
         self.sink.on_data(1 - direction, data, ts, frame)
