@@ -190,7 +190,7 @@ def test_decoder_bug_loses_only_its_connection(monkeypatch: pytest.MonkeyPatch) 
     a = lyncpcap.analyze(SPRAY, jobs=1)
     assert _steps(a) == [s for s in _steps(reference) if s != ("webticket", 15)]
     [warning] = a.captures[0].warnings
-    assert warning.startswith("1 connection(s) or datagram(s) stopped being decoded at an internal error")
+    assert warning.startswith("1 connection or datagram stopped being decoded at an internal error")
     assert f"first in frame {answered[0]}: TypeError at http.py:" in warning and "report it with the capture" in warning
     document = json.dumps(a.to_json())
     assert "TlRMTVNTUAADAAAAsecret" not in document and "Authorization" not in warning
@@ -216,6 +216,37 @@ def test_decoder_bug_in_a_datagram_loses_only_that_datagram(monkeypatch: pytest.
     # the query's answer was that datagram's partner: the step is gone, nothing else is
     assert [s for s in reference if s not in _steps(a)] == [("dns", dns_frames[0])]
     assert any(f"first in frame {dns_frames[0]}: IndexError at " in w for w in a.captures[0].warnings)
+
+
+def test_decoder_bug_in_an_archive_loses_only_that_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    har = SAMPLES / "08-ucwa-mobile-oauth-har.har"
+    reference = _steps(lyncpcap.analyze(har))
+    assert ("oauth", 3) in reference
+    _http_bug(monkeypatch, 3)  # an archive entry's number is its frame
+    a = lyncpcap.analyze(har)
+    assert _steps(a) == [s for s in reference if s != ("oauth", 3)]
+    [warning] = a.captures[0].warnings
+    assert warning.startswith("1 archive entry stopped being decoded at an internal error (first in frame 3: TypeError")
+
+
+def test_internal_errors_of_several_workers_add_up_to_one_note() -> None:
+    from lyncpcap.engine import InternalErrors
+
+    def raised(exc: Exception) -> Exception:
+        try:
+            raise exc
+        except Exception as caught:
+            return caught
+
+    a, b = InternalErrors(), InternalErrors()
+    a.add(40, raised(KeyError("x")))
+    b.add(12, raised(ValueError("y")))
+    b.add(90, raised(KeyError("z")))
+    a.merge(b)
+    assert (a.count, a.first) == (3, (12, "ValueError"))  # raised in this test: no line of lyncpcap's
+    [note] = a.note()
+    assert note.startswith("3 connections or datagrams stopped being decoded") and "(first in frame 12: ValueError)" in note
+    assert InternalErrors().note() == []
 
 
 def test_an_error_downstream_of_the_decoders_still_stops_the_analysis() -> None:
