@@ -26,6 +26,7 @@ from lyncpcap.protocols.sip import SipMessage, SipStream, parse_datagram
 from lyncpcap.read import open_capture
 from lyncpcap.read.archive import Archive
 from lyncpcap.read.capture import Capture
+from lyncpcap.read.layers import EARLIEST_TIME, LATEST_TIME, SKIP_REASONS
 from lyncpcap.read.pdu import LINKTYPE_WIRESHARK_UPPER_PDU, PORT_TCP, PORT_UDP, parse_exported_pdu
 from lyncpcap.read.tshark import (
     TLS13_SERVER,
@@ -608,6 +609,9 @@ class _ExportedFrames:
 
     def feed(self, frame: int, ts: float, data: bytes) -> None:
         self.frames += 1
+        if not EARLIEST_TIME <= ts < LATEST_TIME:
+            self.skipped[SKIP_REASONS["bad_time"]] += 1
+            return
         try:
             pdu = parse_exported_pdu(data)
         except MalformedError:
@@ -745,6 +749,9 @@ class _TlsDecryption:
             if linktype != LINKTYPE_WIRESHARK_UPPER_PDU:
                 continue
             exported += 1
+            if not EARLIEST_TIME <= ts < LATEST_TIME:  # its frame was skipped by the plaintext read too
+                damaged += 1
+                continue
             try:
                 pdu = parse_exported_pdu(data)
             except MalformedError:

@@ -141,6 +141,53 @@ def test_corrupt_payload_packet_loses_only_its_step(tmp_path: Path) -> None:
     assert a.captures[0].warnings
 
 
+def _epb_offsets(raw: bytes) -> list[int]:
+    """Where each enhanced packet block of a little-endian pcapng starts."""
+    out, off = [], 0
+    while off < len(raw):
+        btype, blen = struct.unpack_from("<II", raw, off)
+        if btype == 6:
+            out.append(off)
+        off += blen
+    return out
+
+
+def test_a_packet_stamped_after_2106_is_skipped_and_reported(tmp_path: Path) -> None:
+    """A pcapng timestamp's high word damaged to 0xFFFFFFFF puts a packet in the year 586,524: it
+    is skipped and counted, and every report (JSON, DataFrames, text) is still written."""
+    original = SAMPLES / "01-desktop-internal-kerberos.pcapng"
+    raw = bytearray(original.read_bytes())
+    offsets = _epb_offsets(bytes(raw))
+    # a bare ACK in the middle of the sign-in: nothing of the analysis depends on it
+    bare = [o for o in offsets if struct.unpack_from("<I", raw, o + 20)[0] in (54, 66)]
+    assert len(bare) > 4
+    struct.pack_into("<I", raw, bare[len(bare) // 2] + 12, 0xFFFFFFFF)
+    path = tmp_path / "stamped.pcapng"
+    path.write_bytes(bytes(raw))
+    reference = lyncpcap.analyze(original)
+    a = lyncpcap.analyze(path)
+    assert summary(a) == summary(reference)
+    assert a.captures[0].packets == reference.captures[0].packets
+    assert a.captures[0].stats["skipped.bad_time"] == 1
+    assert "1 packet skipped: timestamp before 1970 or after 2106 (a damaged record)" in a.captures[0].warnings
+    assert len(a.sessions) == len(reference.sessions) and len(a.steps) == len(reference.steps)
+    result = cli("analyze", str(path), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [s["start"] for s in doc["sessions"]] == [s["start"] for s in reference.to_json()["sessions"]]
+
+
+def test_an_archive_entry_stamped_after_2106_is_named(tmp_path: Path) -> None:
+    har = json.loads((SAMPLES / "05-lwa-domain-user-soap-har.har").read_text(encoding="utf-8-sig"))
+    har["log"]["entries"][2]["startedDateTime"] = "9999-12-31T23:59:59.000Z"
+    path = tmp_path / "future.har"
+    path.write_text(json.dumps(har), encoding="utf-8")
+    result = cli("analyze", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "HAR entry 3" in lines[0] and "after 2106" in lines[0], result.stderr
+
+
 def test_xml_in_an_encoding_python_lacks_loses_only_its_documents(tmp_path: Path) -> None:
     """A SOAP body declaring an encoding Python cannot read is a bad document, not the end of the
     capture (it used to stop the whole analysis with a LookupError)."""
@@ -309,7 +356,8 @@ def test_no_traceback_on_any_damage(tmp_path: Path) -> None:
 def test_damaged_inputs_of_every_kind_meet_no_internal_error(tmp_path: Path) -> None:
     """Every sample (captures, SAZ, HAR) damaged many ways: a one-line CaptureError, or an
     analysis in which no decoder met an exception it did not expect (which would be contained,
-    and named in a warning).  This is how the XML encoding and zip damage bugs were found."""
+    and named in a warning), and whose every report can be made.  This is how the XML encoding,
+    zip damage and damaged-timestamp bugs were found."""
     inputs = sorted(p for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng", ".saz", ".har"))
     rng = random.Random(5)
     for n in range(400):
@@ -323,6 +371,11 @@ def test_damaged_inputs_of_every_kind_meet_no_internal_error(tmp_path: Path) -> 
             continue
         warnings = a.captures[0].warnings
         assert not any("internal error" in w for w in warnings), (original.name, n, warnings)
+        # and every report can be made of what was read (a damaged timestamp once broke them)
+        json.dumps(a.to_json())
+        if n % 4 == 0:
+            assert len(a.sessions) == len(a.session_list)
+            assert len(a.steps) == len(a.step_list) and len(a.auth) == len(a.auth_list)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")

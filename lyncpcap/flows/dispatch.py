@@ -19,7 +19,7 @@ from typing import Protocol
 
 from lyncpcap.flows.partition import Partition
 from lyncpcap.read.capture import Capture, Prefilter, Record
-from lyncpcap.read.layers import SKIP_REASONS, Decoder, address_text
+from lyncpcap.read.layers import EARLIEST_TIME, LATEST_TIME, SKIP_REASONS, Decoder, address_text
 
 __all__ = [
     "SERVER_PORTS",
@@ -557,6 +557,7 @@ class Dispatcher:
         udp_ports = self.udp_ports
         tcp_ports = self.tcp_ports
         partition = self.partition
+        earliest, latest = EARLIEST_TIME, LATEST_TIME
         table: dict[bytes, _Flow | int] = {}
         eth_ip4 = _ETH_IP4.unpack_from
         tcp_head = _TCP.unpack_from
@@ -734,6 +735,9 @@ class Dispatcher:
             nonlocal n_packets, n_bytes, n_fast, n_fast_udp, n_ipv4, n_ipv6
             n_packets += 1
             n_bytes += wirelen
+            if not earliest <= ts < latest:
+                counts["skipped.bad_time"] += 1
+                return
             if not n_packets & housekeeping_mask and pre is None:
                 housekeeping(ts)
             if linktype == 1 and len(data) >= 54:
@@ -792,7 +796,8 @@ class Dispatcher:
             def tick(ts: float) -> None:
                 if partition is not None:
                     partition.position = made.frame - 0.5  # before the frame the reader is at
-                housekeeping(ts)
+                if earliest <= ts < latest:  # a damaged record's time would make every connection idle
+                    housekeeping(ts)
                 made.tcp_floor = genfloor
                 if on_tick is not None:
                     on_tick()

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from lyncpcap.errors import CaptureError
 from lyncpcap.protocols.http import Headers, HttpExchange, HttpRequest, HttpResponse
 from lyncpcap.read.archive import Archive, ArchiveExchange, plain_address, split_url
+from lyncpcap.read.layers import EARLIEST_TIME, LATEST_TIME
 
 __all__ = ["read"]
 
@@ -68,12 +69,26 @@ def _time(text: Any) -> float:
         raise _Bad(f"startedDateTime {text!r} is not ISO 8601") from None
     if when.tzinfo is None:
         raise _Bad(f"startedDateTime {text!r} has no time zone")
-    return when.timestamp()
+    ts = when.timestamp()
+    if not EARLIEST_TIME <= ts < LATEST_TIME:
+        raise _Bad(f"startedDateTime {text!r} is before 1970 or after 2106")
+    return ts
+
+
+#: Longest time (ms) an entry's timing may give: longer ones (or Infinity, which JSON readers
+#: accept) are damage, read as absent like HAR's own -1.
+MAX_TIMING_MS = 86_400_000.0
+
+
+def _seconds(value: Any) -> float:
+    """A HAR duration in ms as seconds; 0 for absent (-1), non-numeric or implausible ones."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < MAX_TIMING_MS:
+        return float(value) / 1000.0
+    return 0.0
 
 
 def _ms(timings: dict[str, Any], name: str) -> float:
-    v = timings.get(name)
-    return float(v) / 1000.0 if isinstance(v, (int, float)) and v > 0 else 0.0
+    return _seconds(timings.get(name))
 
 
 def _headers(items: Any, where: str) -> list[tuple[str, str]]:
@@ -149,8 +164,8 @@ def _entry(number: int, entry: Any, client: str) -> ArchiveExchange | None:
     raw_timings = entry.get("timings")
     timings: dict[str, Any] = raw_timings if isinstance(raw_timings, dict) else {}
     sent = started + sum(_ms(timings, k) for k in ("blocked", "dns", "connect", "send"))
-    total = entry.get("time")
-    end = started + float(total) / 1000.0 if isinstance(total, (int, float)) and total > 0 else sent + _ms(timings, "wait") + _ms(timings, "receive")
+    total = _seconds(entry.get("time"))
+    end = started + total if total else sent + _ms(timings, "wait") + _ms(timings, "receive")
     body = _request_body(req)
     request = HttpRequest(
         method=method.upper(),

@@ -14,6 +14,8 @@ from collections import Counter
 from typing import Any
 
 __all__ = [
+    "EARLIEST_TIME",
+    "LATEST_TIME",
     "SKIP_REASONS",
     "Decoder",
     "IPPacket",
@@ -54,6 +56,13 @@ _IP6_AH = 51
 
 MAX_TUNNEL_DEPTH = 4
 
+#: Timestamps a capture can hold, in seconds since the epoch: from 1970 until pcap's 32-bit seconds
+#: run out (2106-02-07 06:28:16 UTC), well inside what `datetime` and pandas' datetime64[ns] can
+#: represent.  A record stamped outside them is damaged (a pcapng timestamp's high word, a corrupt
+#: interface resolution or offset); its packet is skipped, not decoded at a time no report can show.
+EARLIEST_TIME = 0.0
+LATEST_TIME = float(1 << 32)
+
 #: Why a packet was dropped -> how a warning describes it.  Keys are the `skipped.<reason>` stats.
 SKIP_REASONS = {
     "unknown_linktype": "unknown link type",
@@ -68,6 +77,7 @@ SKIP_REASONS = {
     "bad_tcp_header": "invalid TCP header",
     "bad_udp_header": "invalid UDP header",
     "truncated_udp": "UDP datagrams cut short by the capture's snapshot length",
+    "bad_time": "timestamp before 1970 or after 2106 (a damaged record)",
 }
 
 _ip4_fields = struct.Struct("!BxHHHxB").unpack_from  # version/IHL, total length, id, flags/offset, protocol

@@ -23,6 +23,7 @@ import defusedxml.ElementTree as SafeET
 from lyncpcap.errors import CaptureError
 from lyncpcap.protocols.http import Headers, HttpExchange, HttpStream
 from lyncpcap.read.archive import Archive, ArchiveExchange, plain_address, split_url
+from lyncpcap.read.layers import EARLIEST_TIME, LATEST_TIME
 from lyncpcap.steps.http import HTTPS_PORTS
 
 __all__ = ["ZIP_DAMAGE", "parse_timer", "read"]
@@ -41,8 +42,8 @@ ZIP_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, Val
 
 def parse_timer(text: str | None) -> float | None:
     """A Fiddler timer (.NET round-trip format, e.g. `2014-02-20T11:30:05.1234567+01:00`) as
-    seconds since the epoch; None for absent or unset (`0001-01-01T00:00:00`) timers.  A timer
-    without an offset is taken as UTC."""
+    seconds since the epoch; None for absent or unset (`0001-01-01T00:00:00`) timers, and for
+    timers before 1970 or after 2106 (damaged).  A timer without an offset is taken as UTC."""
     if not text:
         return None
     m = _TIMER.match(text.strip())
@@ -60,7 +61,8 @@ def parse_timer(text: str | None) -> float | None:
         when = datetime(year, month, day, hour, minute, second, tzinfo=tz)
     except ValueError:
         return None
-    return when.timestamp() + int(fraction) / 10 ** len(fraction)
+    ts = when.timestamp() + int(fraction) / 10 ** len(fraction)
+    return ts if EARLIEST_TIME <= ts < LATEST_TIME else None  # outside any capture's time: damaged
 
 
 @dataclass(slots=True)

@@ -105,6 +105,8 @@ def test_har_conventions_entry_numbers_and_file_client() -> None:
         ("2014-02-20T11:30:05Z", 1392895805.0),
         ("2014-02-20T11:30:05", 1392895805.0),
         ("0001-01-01T00:00:00", None),
+        ("1969-12-31T23:59:59Z", None),  # before any capture, after one: damaged, as if unset
+        ("2200-01-01T00:00:00", None),
         ("", None),
         ("yesterday", None),
     ],
@@ -170,6 +172,23 @@ def test_chrome_http2_har(tmp_path: Path) -> None:
     a = lyncpcap.analyze(path)
     step = next(s for s in a.step_list if s.frame == 1)
     assert (step.step, step.auth, step.status) == ("oauth", "password", 200)
+
+
+def test_har_timings_that_are_damage_are_read_as_absent(tmp_path: Path) -> None:
+    """JSON readers accept Infinity, and a damaged number can be 1e300: such a duration (or one over
+    a day) counts as absent, like HAR's own -1, instead of stamping the response in no year."""
+    entry = _entry("https://lyncweb.contoso.com/WebTicket/oauthtoken", "2024-03-01T08:15:02.250Z", http="http/1.1")
+    entry["time"] = 1e300
+    entry["timings"]["wait"] = float("inf")
+    entry["timings"]["receive"] = 90_000_000.0
+    path = _chrome_har(tmp_path / "damaged-timings.har", [entry])
+    (only,) = har.read(path).exchanges
+    req, resp = only.exchange.request, only.exchange.response
+    assert resp is not None
+    assert req.ts == pytest.approx(1709280902.2513) and resp.ts == req.ts
+    doc = lyncpcap.analyze(path).to_json()
+    (session,) = doc["sessions"]
+    assert [(s["time"], s["duration_s"]) for s in session["steps"]] == [("2024-03-01T08:15:02.250000Z", 0.0013)]
 
 
 def test_saz_of_connect_tunnels_says_https_was_not_decrypted(tmp_path: Path) -> None:
