@@ -255,6 +255,29 @@ def test_timeline_table_marks_the_failure(capsys: pytest.CaptureFixture[str]) ->
     assert all(f"s{i} CONTOSO\\judy" in out for i in (1, 2, 3))
 
 
+def test_timeline_shows_the_path_whatever_the_case_of_the_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Host names are case-insensitive: a client writing `Host: LyncDiscover.Contoso.com` gets the
+    same table (the path, its server below), not an internal error."""
+    raw = EXTERNAL.read_bytes()
+    assert raw.count(b"Host: lyncdiscover.contoso.com") == 1
+    mixed = tmp_path / "mixed-case-host.pcapng"
+    mixed.write_bytes(raw.replace(b"Host: lyncdiscover.contoso.com", b"Host: LyncDiscover.Contoso.com"))
+    code, out, err = run_cli(capsys, "timeline", str(mixed))
+    assert code == 0, err
+    assert "GET /?sipuri=carol@contoso.com" in out and "lyncdiscover.contoso.com · frame 4" in out
+
+
+def test_url_target_keeps_the_port_and_path_after_the_host() -> None:
+    from lyncpcap.report.view import url_target
+
+    assert url_target("http://LyncDiscover.Contoso.com/?sipuri=a@b") == "/?sipuri=a@b"
+    assert url_target("https://lyncweb.contoso.com:4443/WebTicket/WebTicketService.svc") == ":4443/WebTicket/WebTicketService.svc"
+    assert url_target("https://[2001:db8::5]:443/x") == ":443/x"
+    assert url_target("https://user@host") == "/"
+    assert url_target("https://host?q=1") == "?q=1"
+    assert url_target("/relative/path") == "/relative/path"
+
+
 def test_timeline_formats(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run_cli(capsys, "timeline", str(NXDOMAIN), "--session", "s2", "--format", "mermaid")
     assert out.startswith("sequenceDiagram\n") and "--x" in out and "NXDOMAIN" in out

@@ -213,7 +213,7 @@ def timeline_table(session: Session, reveal: bool = False) -> RenderableType:
         target = view.safe_url(st.url, reveal) or ""
         host = view.url_host(target)
         if host:
-            target = target.split(host, 1)[1] or "/"
+            target = view.url_target(target)
         table.add_row(
             str(i),
             view.offset(st.time - session.start),

@@ -79,6 +79,20 @@ def url_host(url: str | None) -> str | None:
     return urlsplit(url).hostname
 
 
+def url_target(url: str) -> str:
+    """What follows an absolute URL's host: its port, if given, and `/path?query` ("/" if nothing
+    follows); the URL itself if it is not absolute."""
+    start = url.find("://")
+    if start < 0:
+        return url
+    ends = [i for i in (url.find(c, start + 3) for c in "/?#") if i >= 0]
+    end = min(ends) if ends else len(url)
+    host_port = url[start + 3 : end].rpartition("@")[2]
+    colon = host_port.rfind(":")
+    port = host_port[colon:] if colon > host_port.rfind("]") else ""
+    return port + url[end:] if port or end < len(url) else "/"
+
+
 def truncate(text: str, width: int) -> str:
     """Shorten to `width` characters, keeping the end of a path (the telling part) when possible."""
     if len(text) <= width:
