@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,8 +16,26 @@ if TYPE_CHECKING:
 SCHEMA = 1
 
 
+_last_second: tuple[float, str] = (math.nan, "")  # the whole second formatted last, and its text
+
+
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """`ts` as `2014-02-20T11:30:05.123456Z`: datetime.fromtimestamp's text (microseconds rounded
+    half to even), with the date and time of the second kept from the call before: a document's
+    timestamps come in runs of the same second, and this is called for every step and session."""
+    global _last_second
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole += 1.0
+        us -= 1_000_000
+    elif us < 0:
+        whole -= 1.0
+        us += 1_000_000
+    last = _last_second  # one tuple, read and replaced whole: safe with threads
+    if last[0] != whole:
+        last = _last_second = (whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S."))
+    return f"{last[1]}{us:06d}Z"
 
 
 def step_record(s: Step, reveal: bool = False) -> dict[str, Any]:

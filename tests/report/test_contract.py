@@ -213,3 +213,21 @@ def test_the_checker_rejects_a_broken_document() -> None:
     broken["findings"][0]["severity"] = "critical"
     with pytest.raises(AssertionError, match="severity"):
         check_document(broken)
+
+
+def test_times_are_written_as_datetime_writes_them() -> None:
+    """`iso` keeps the text of the last second it formatted: it must still say what
+    `datetime.fromtimestamp(ts, UTC)` says, microseconds rounded half to even, at every boundary."""
+    import random
+    from datetime import UTC
+
+    from lyncpcap.report.document import iso
+
+    rng = random.Random(4)
+    cases = [0.0, 1e-7, 4.9999995e-6, 1.9999995, 1.9999994999, 1392892205.1234565, 4294967295.9999995]
+    for _ in range(20_000):
+        whole = rng.randrange(0, 1 << 32)
+        cases += [whole + rng.random(), whole + rng.randrange(2_000_000) / 2e6, whole + 0.9999995]
+    cases += sorted(cases[:2000])  # runs of the same second, as in a document
+    for ts in cases:
+        assert iso(ts) == datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), repr(ts)
