@@ -104,9 +104,8 @@ class FindingsAccumulator:
     def add_session(self, session: Session) -> None:
         for st in session.steps:
             self._step(st, session.user)
-        offered_kerberos = any(
-            "Negotiate" in (st.facts.get("offered") or []) or "Kerberos" in (st.facts.get("offered") or [])
-            for st in session.steps
+        offered_kerberos = any(  # schemes as the server wrote them: their names are case-insensitive
+            scheme.lower() in ("negotiate", "kerberos") for st in session.steps for scheme in st.facts.get("offered") or ()
         )
         ntlm = next((st for st in session.steps if st.auth == "ntlm" and st.credential), None)
         self._sessions.append(
