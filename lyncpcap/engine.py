@@ -224,6 +224,82 @@ class _Guard(_Wrapper):
         self.failed = True
 
 
+#: Bytes of a connection's first data the selector wants to see: its longest first word ("OPTIONS ",
+#: "REGISTER ", "SIP/2.0 ") or a TLS record header, with room to spare.
+DECIDE_BYTES = 16
+
+
+class _Undecided:
+    """A connection whose first data is too short to tell what it carries (a client that sent
+    "P", then "OST /WebTicket/oauthtoken HTTP/1.1..."; a capture that cut the stream small).  Its
+    data waits until DECIDE_BYTES of the first direction, or the end of a line, have come — or
+    the other side speaks, a gap or the end comes first; then the selector judges the whole start,
+    and the sink it chooses gets everything, in order.  Without one the connection is dropped."""
+
+    __slots__ = ("_acked", "_dropped", "choose", "direction", "head", "sink", "waiting")
+
+    def __init__(self, choose: Callable[[int, bytes], StreamSink | None], direction: int) -> None:
+        self.choose = choose  # (direction, first bytes) -> sink or None
+        self.direction = direction
+        self.head = b""
+        self.waiting: list[tuple[int, bytes, float, int, int | None]] = []  # data, with peer_acked then
+        self.sink: StreamSink | None = None
+        self._dropped = False
+        self._acked: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._dropped if self.sink is None else bool(getattr(self.sink, "done", False))
+
+    @property
+    def peer_acked(self) -> int | None:
+        return self._acked
+
+    @peer_acked.setter
+    def peer_acked(self, value: int | None) -> None:
+        self._acked = value
+        if self.sink is not None and hasattr(self.sink, "peer_acked"):
+            self.sink.peer_acked = value  # type: ignore[attr-defined]
+
+    def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
+        if self.sink is not None:
+            self.sink.on_data(direction, data, ts, frame)
+            return
+        if self._dropped:
+            return
+        self.waiting.append((direction, data, ts, frame, self._acked))
+        if direction == self.direction:
+            self.head += data
+        if direction != self.direction or len(self.head) >= DECIDE_BYTES or b"\n" in self.head:
+            self._decide()
+
+    def on_gap(self, direction: int, size: int, ts: float, frame: int) -> None:
+        if self.sink is None and not self._dropped:
+            self._decide()
+        if self.sink is not None and not self.done:
+            self.sink.on_gap(direction, size, ts, frame)
+
+    def on_close(self, ts: float, frame: int, how: str) -> None:
+        if self.sink is None and not self._dropped:
+            self._decide()
+        if self.sink is not None:
+            self.sink.on_close(ts, frame, how)
+
+    def _decide(self) -> None:
+        sink = self.choose(self.direction, self.head)
+        waiting, self.waiting, self.head = self.waiting, [], b""
+        if sink is None:
+            self._dropped = True
+            return
+        self.sink = sink
+        for direction, data, ts, frame, acked in waiting:
+            if getattr(sink, "done", False):
+                break
+            if hasattr(sink, "peer_acked"):
+                sink.peer_acked = acked  # type: ignore[attr-defined]
+            sink.on_data(direction, data, ts, frame)
+
+
 class _Flip(_Wrapper):
     """Adapts a sink when the flows layer guessed the connection's direction wrong."""
 
@@ -381,6 +457,14 @@ class Engine:
         )
 
     def tcp_selector(self, conn: Connection, direction: int, first: bytes, *, transport: str = "tcp") -> StreamSink | None:
+        """The sink for a connection, judged by its first data (`direction` sent it): HTTP or SIP
+        by their first words, Kerberos and DNS by port, TLS by its record header.  A start too
+        short to judge (a request line cut after a few bytes) waits for more (`_Undecided`)."""
+        if len(first) < DECIDE_BYTES and b"\n" not in first:
+            return _Undecided(partial(self._select, conn, transport=transport), direction)
+        return self._select(conn, direction, first, transport=transport)
+
+    def _select(self, conn: Connection, direction: int, first: bytes, *, transport: str) -> StreamSink | None:
         flip = False
         ep = Endpoints(
             client=conn.client,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from conftest import sample_captures, truth_path
 from truth import differences, load
 
 import lyncpcap
+from lyncpcap.read import open_capture
 
 
 @pytest.mark.parametrize("capture", sample_captures(), ids=lambda p: p.stem)
@@ -67,3 +71,81 @@ def test_the_case_of_case_insensitive_words_changes_nothing(capture: Path, tmp_p
     assert not problems, "\n".join(problems)
     original = lyncpcap.analyze(capture)
     assert [f.id for f in analysis.finding_list] == [f.id for f in original.finding_list]
+
+
+#: Link types of the samples -> (length of the link header, offset of its EtherType)
+_LINK = {1: (14, 12), 113: (16, 14), 276: (20, 0)}
+
+
+def _resegmented(capture: Path, out: Path, how: str, rng: random.Random) -> Path:
+    """`capture` with every TCP payload cut in 2-6 segments, the first of them 1-4 bytes long
+    half the time; `how` "reorder" shuffles the middle ones, "duplicate" sends one twice.
+    Written as a microsecond pcap, each piece a microsecond after the last."""
+    frames: list[tuple[float, bytes]] = []
+    with open_capture(capture) as cap:
+        cap.read_head()
+        (linktype,) = cap.linktypes
+        for _frame, ts, _linktype, data, _wirelen in cap:
+            pieces = _cut(bytes(data), *_LINK[linktype], how, rng)
+            frames += [(ts + i * 1e-6, piece) for i, piece in enumerate(pieces)]
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)
+    records = []
+    for ts, data in frames:
+        sec, us = divmod(round(ts * 1e6), 1_000_000)
+        records.append(struct.pack("<IIII", sec, us, len(data), len(data)) + data)
+    out.write_bytes(head + b"".join(records))
+    return out
+
+
+def _cut(frame: bytes, ip: int, etype_at: int, how: str, rng: random.Random) -> list[bytes]:
+    etype = struct.unpack_from("!H", frame, etype_at)[0]
+    if etype == 0x0800 and frame[ip + 9] == 6:
+        t, end = ip + (frame[ip] & 15) * 4, ip + struct.unpack_from("!H", frame, ip + 2)[0]
+    elif etype == 0x86DD and frame[ip + 6] == 6:
+        t, end = ip + 40, ip + 40 + struct.unpack_from("!H", frame, ip + 4)[0]
+    else:
+        return [frame]
+    hlen = (frame[t + 12] >> 4) * 4
+    payload = frame[t + hlen : end]
+    if len(payload) < 8:
+        return [frame]
+    seq = struct.unpack_from("!I", frame, t + 4)[0]
+    cuts = set(rng.sample(range(1, len(payload)), rng.randint(1, 5)))
+    if rng.random() < 0.5:
+        cuts.add(rng.randint(1, 4))
+    bounds = [0, *sorted(cuts), len(payload)]
+    pieces = []
+    for a, b in itertools.pairwise(bounds):
+        tcp = bytearray(frame[t : t + hlen])
+        struct.pack_into("!I", tcp, 4, (seq + a) & 0xFFFFFFFF)
+        if b < len(payload):
+            tcp[13] &= 0xF6  # FIN and PSH only on the last piece
+        header = bytearray(frame[ip:t])
+        if etype == 0x0800:
+            struct.pack_into("!H", header, 2, len(header) + hlen + b - a)
+        else:
+            struct.pack_into("!H", header, 4, hlen + b - a)
+        pieces.append(frame[:ip] + bytes(header) + bytes(tcp) + payload[a:b])
+    if how == "reorder" and len(pieces) > 3:
+        middle = pieces[1:-1]
+        rng.shuffle(middle)
+        pieces = [pieces[0], *middle, pieces[-1]]
+    elif how == "duplicate":
+        i = rng.randrange(len(pieces))
+        pieces.insert(i + 1, pieces[i])
+    return pieces
+
+
+@pytest.mark.parametrize("how", ["cut", "reorder", "duplicate"])
+@pytest.mark.parametrize("capture", sample_captures(), ids=lambda p: p.stem)
+def test_any_segmentation_gives_the_same_analysis(capture: Path, how: str, tmp_path: Path) -> None:
+    """TCP may carry a message in segments of any size, out of order, some twice: a request line
+    whose first segment holds one byte ("P", then "OST /WebTicket/oauthtoken ...") must still be
+    told to be HTTP.  The same truth and findings as the capture as written."""
+    path = _resegmented(capture, tmp_path / f"{capture.stem}-{how}.pcap", how, random.Random(capture.name + how))
+    analysis = lyncpcap.analyze(path)
+    problems = differences(analysis, load(truth_path(capture)))
+    assert not problems, "\n".join(problems)
+    original = lyncpcap.analyze(capture)
+    assert [f.id for f in analysis.finding_list] == [f.id for f in original.finding_list]
+    assert len(analysis.auth_list) == len(original.auth_list)
