@@ -7,6 +7,7 @@ number of sign-in steps rather than the capture size.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,7 +22,13 @@ from lyncpcap.flows.pdus import KnownConnection, PduStreams
 from lyncpcap.model import AuthExchange, Step
 from lyncpcap.protocols import dns as dns_proto
 from lyncpcap.protocols import kerberos, tls
-from lyncpcap.protocols.http import HttpStream, looks_like_http_request, looks_like_sip
+from lyncpcap.protocols.http import (
+    RESYNC_KEEP,
+    START_PATTERNS,
+    HttpStream,
+    looks_like_http_request,
+    looks_like_sip,
+)
 from lyncpcap.protocols.sip import SipMessage, SipStream, parse_datagram
 from lyncpcap.read import open_capture
 from lyncpcap.read.archive import Archive
@@ -227,18 +234,31 @@ class _Guard(_Wrapper):
 #: Bytes of a connection's first data the selector wants to see: its longest first word ("OPTIONS ",
 #: "REGISTER ", "SIP/2.0 ") or a TLS record header, with room to spare.
 DECIDE_BYTES = 16
+#: Bytes of a connection that began before the capture (its first data is in the middle of a
+#: message) searched for the start of an HTTP or SIP message before it is given up.
+HUNT_BYTES = 256 << 10
+#: The start line of an HTTP or SIP request or response, wherever it is.
+_MESSAGE_START = re.compile(b"|".join(p.pattern for p in START_PATTERNS.values()))
 
 
 class _Undecided:
-    """A connection whose first data is too short to tell what it carries (a client that sent
-    "P", then "OST /WebTicket/oauthtoken HTTP/1.1..."; a capture that cut the stream small).  Its
-    data waits until DECIDE_BYTES of the first direction, or the end of a line, have come — or
-    the other side speaks, a gap or the end comes first; then the selector judges the whole start,
-    and the sink it chooses gets everything, in order.  Without one the connection is dropped."""
+    """A connection whose first data does not say what it carries.
 
-    __slots__ = ("_acked", "_dropped", "choose", "direction", "head", "sink", "waiting")
+    * Too short to tell (a client that sent "P", then "OST /WebTicket/oauthtoken HTTP/1.1..."):
+      its data waits until DECIDE_BYTES of the first direction, or the end of a line, have come —
+      or the other side speaks, a gap or the end comes first; then the selector judges the whole
+      start, and the sink it chooses gets everything, in order.
+    * In the middle of a message (the capture began while a request or answer was under way, or
+      lost its first segments): up to HUNT_BYTES are searched for the start line of an HTTP or
+      SIP message, in either direction; the selector judges the connection from there, as if it
+      began there, and the other direction's reader is told that bytes went missing (it looks for
+      its next message start).  TLS records in mid-stream cannot be decrypted: dropped at once.
 
-    def __init__(self, choose: Callable[[int, bytes], StreamSink | None], direction: int) -> None:
+    Without a sink the connection is dropped (`done`), as the selector's None would have."""
+
+    __slots__ = ("_acked", "_dropped", "choose", "direction", "head", "hunted", "sink", "skipped", "tails", "waiting")
+
+    def __init__(self, choose: Callable[[int, bytes], StreamSink | None], direction: int, *, hunting: bool = False) -> None:
         self.choose = choose  # (direction, first bytes) -> sink or None
         self.direction = direction
         self.head = b""
@@ -246,6 +266,9 @@ class _Undecided:
         self.sink: StreamSink | None = None
         self._dropped = False
         self._acked: int | None = None
+        self.hunted: int | None = 0 if hunting else None  # bytes searched so far; None: not hunting
+        self.tails = [b"", b""]  # per direction: the end of what was searched (a start line may straddle)
+        self.skipped = [False, False]  # per direction: bytes went by unread
 
     @property
     def done(self) -> bool:
@@ -264,33 +287,50 @@ class _Undecided:
     def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
         if self.sink is not None:
             self.sink.on_data(direction, data, ts, frame)
+        elif self._dropped:
             return
-        if self._dropped:
-            return
-        self.waiting.append((direction, data, ts, frame, self._acked))
-        if direction == self.direction:
-            self.head += data
-        if direction != self.direction or len(self.head) >= DECIDE_BYTES or b"\n" in self.head:
-            self._decide()
+        elif self.hunted is not None:
+            self._hunt(direction, data, ts, frame)
+        else:
+            self.waiting.append((direction, data, ts, frame, self._acked))
+            if direction == self.direction:
+                self.head += data
+            if direction != self.direction or len(self.head) >= DECIDE_BYTES or b"\n" in self.head:
+                self._decide()
 
     def on_gap(self, direction: int, size: int, ts: float, frame: int) -> None:
         if self.sink is None and not self._dropped:
-            self._decide()
+            if self.hunted is None:
+                self._decide()
+            else:  # a start line cannot straddle a hole
+                self.tails[direction] = b""
+                self.skipped[direction] = True
         if self.sink is not None and not self.done:
             self.sink.on_gap(direction, size, ts, frame)
 
     def on_close(self, ts: float, frame: int, how: str) -> None:
-        if self.sink is None and not self._dropped:
+        if self.sink is None and not self._dropped and self.hunted is None:
             self._decide()
         if self.sink is not None:
             self.sink.on_close(ts, frame, how)
 
     def _decide(self) -> None:
         sink = self.choose(self.direction, self.head)
-        waiting, self.waiting, self.head = self.waiting, [], b""
+        head, waiting, self.waiting, self.head = self.head, self.waiting, [], b""
         if sink is None:
-            self._dropped = True
+            if tls.looks_like_tls_record(head):
+                self._dropped = True
+                return
+            self.hunted = 0  # the middle of something: look for a message start in what came
+            for direction, data, ts, frame, acked in waiting:
+                self._acked = acked
+                self._hunt(direction, data, ts, frame)
+                if self.sink is not None or self._dropped:
+                    break
             return
+        self._deliver(sink, waiting)
+
+    def _deliver(self, sink: StreamSink, waiting: list[tuple[int, bytes, float, int, int | None]]) -> None:
         self.sink = sink
         for direction, data, ts, frame, acked in waiting:
             if getattr(sink, "done", False):
@@ -298,6 +338,30 @@ class _Undecided:
             if hasattr(sink, "peer_acked"):
                 sink.peer_acked = acked  # type: ignore[attr-defined]
             sink.on_data(direction, data, ts, frame)
+
+    def _hunt(self, direction: int, data: bytes, ts: float, frame: int) -> None:
+        assert self.hunted is not None
+        if self.sink is not None:
+            self.sink.on_data(direction, data, ts, frame)
+            return
+        searched = self.tails[direction] + data
+        m = _MESSAGE_START.search(searched)
+        if m is None:
+            self.hunted += len(data)
+            self.skipped[direction] = True
+            if self.hunted >= HUNT_BYTES:
+                self._dropped = True
+            self.tails[direction] = searched[-RESYNC_KEEP:]
+            return
+        rest = searched[m.start() :]
+        sink = self.choose(direction, rest)
+        if sink is None:  # cannot happen for a start line, but then: keep looking
+            self.tails[direction] = b""
+            return
+        other = 1 - direction
+        if self.skipped[other]:  # its reader must look for a message start too
+            sink.on_gap(other, 0, ts, frame)
+        self._deliver(sink, [(direction, rest, ts, frame, self._acked)])
 
 
 class _Flip(_Wrapper):
@@ -462,7 +526,10 @@ class Engine:
         short to judge (a request line cut after a few bytes) waits for more (`_Undecided`)."""
         if len(first) < DECIDE_BYTES and b"\n" not in first:
             return _Undecided(partial(self._select, conn, transport=transport), direction)
-        return self._select(conn, direction, first, transport=transport)
+        sink = self._select(conn, direction, first, transport=transport)
+        if sink is None and not tls.looks_like_tls_record(first):
+            return _Undecided(partial(self._select, conn, transport=transport), direction, hunting=True)
+        return sink
 
     def _select(self, conn: Connection, direction: int, first: bytes, *, transport: str) -> StreamSink | None:
         flip = False

@@ -6,6 +6,7 @@ import itertools
 import random
 import re
 import struct
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from conftest import sample_captures, truth_path
 from truth import differences, load
 
 import lyncpcap
+import lyncpcap.model
 from lyncpcap.read import open_capture
 
 
@@ -149,3 +151,53 @@ def test_any_segmentation_gives_the_same_analysis(capture: Path, how: str, tmp_p
     original = lyncpcap.analyze(capture)
     assert [f.id for f in analysis.finding_list] == [f.id for f in original.finding_list]
     assert len(analysis.auth_list) == len(original.auth_list)
+
+
+def _tcp_of(frame: bytes, ip: int, etype_at: int) -> tuple[tuple[bytes, ...], int] | None:
+    """(the connection's addresses and ports, in an order both directions share; payload length)."""
+    etype = struct.unpack_from("!H", frame, etype_at)[0]
+    if etype == 0x0800 and frame[ip + 9] == 6:
+        t, end, src, dst = ip + (frame[ip] & 15) * 4, ip + struct.unpack_from("!H", frame, ip + 2)[0], frame[ip + 12 : ip + 16], frame[ip + 16 : ip + 20]
+    elif etype == 0x86DD and frame[ip + 6] == 6:
+        t, end, src, dst = ip + 40, ip + 40 + struct.unpack_from("!H", frame, ip + 4)[0], frame[ip + 8 : ip + 24], frame[ip + 24 : ip + 40]
+    else:
+        return None
+    ends = sorted([src + frame[t : t + 2], dst + frame[t + 2 : t + 4]])
+    return (ends[0], ends[1]), end - t - (frame[t + 12] >> 4) * 4
+
+
+@pytest.mark.parametrize("capture", sample_captures(), ids=lambda p: p.stem)
+def test_connections_picked_up_in_their_middle_keep_their_later_steps(capture: Path, tmp_path: Path) -> None:
+    """A capture that begins while connections are in use (or lost their first segments): each
+    connection's packets up to its first data segment are gone, so its data starts in the middle
+    of a message (a SOAP body, an answer).  Every step whose request began after that is still
+    found: the message starts are looked for, as tshark does."""
+    with open_capture(capture) as cap:
+        cap.read_head()
+        (linktype,) = cap.linktypes
+        frames = [(ts, bytes(data)) for _frame, ts, _lt, data, _wirelen in cap]
+    kept: list[tuple[float, bytes]] = []
+    started: set[tuple[bytes, ...]] = set()
+    cut_at: set[float] = set()  # when each connection's first data segment went by
+    for ts, data in frames:
+        tcp = _tcp_of(data, *_LINK[linktype])
+        if tcp is None or tcp[0] in started:
+            kept.append((ts, data))
+        elif tcp[1]:
+            started.add(tcp[0])
+            cut_at.add(round(ts, 5))
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)
+    records = [struct.pack("<IIII", *divmod(round(ts * 1e6), 1_000_000), len(d), len(d)) + d for ts, d in kept]
+    path = tmp_path / f"{capture.stem}-midstream.pcap"
+    path.write_bytes(head + b"".join(records))
+
+    def key(s: lyncpcap.model.Step) -> tuple[object, ...]:
+        return s.step, s.method, s.url, s.status, round(s.time, 5)
+
+    expected = Counter(
+        key(s)
+        for s in lyncpcap.analyze(capture).step_list
+        if s.step != "dns" and s.method not in ("TCP", "TLS") and round(s.time, 5) not in cut_at
+    )
+    found = Counter(key(s) for s in lyncpcap.analyze(path).step_list)
+    assert not expected - found, sorted(expected - found)

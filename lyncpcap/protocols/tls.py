@@ -429,6 +429,15 @@ def parse_certificate_message(body: bytes | memoryview, tls13: bool = False) -> 
 # -- the stream inspector -------------------------------------------------------------------------
 
 
+def looks_like_tls_record(data: bytes | bytearray | memoryview) -> bool:
+    """Does `data` start with a TLS record header of any type (a stream picked up in its middle,
+    after the handshake: application data, most likely)?"""
+    b = bytes(data[:5])
+    if len(b) < 5 or b[0] not in (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA, HEARTBEAT):
+        return False
+    return b[1] == 3 and b[2] <= 4 and 0 < ((b[3] << 8) | b[4]) <= MAX_RECORD_BODY
+
+
 def looks_like_tls(first_bytes: bytes | bytearray | memoryview) -> bool:
     """Does a stream start with a TLS record (ClientHello/ServerHello, or an alert)?  SSLv2 hellos: no."""
     b = bytes(first_bytes[:6])
