@@ -81,7 +81,7 @@ class _WeakNtlm:
 
 
 def _is_failed_authentication(s: Step) -> bool:
-    if s.result != "failure":
+    if s.result != "failure" or s.facts.get("credentials_unchecked"):  # e.g. 28029: no password was checked
         return False
     if s.credential and s.auth in ("ntlm", "kerberos", "soap", "password", "passive", "digest"):
         return True

@@ -76,6 +76,11 @@ def _family(step: Step) -> str | None:
     for ua in step.evidence_of("user_agent"):
         m = tables.client_of(ua)
         if m:
+            if m.family == "browser" and step.step == "adfs":
+                # passive authentication runs in a browser control the client embeds (Internet
+                # Explorer's in the desktop client, a web view on phones: PROTOCOL.md §10.7, §10.8),
+                # whose User-Agent is a browser's: it names no other client
+                return None
             return "desktop" if m.family == "desktop" else m.family
     return None
 
@@ -320,6 +325,29 @@ def _related(step: Step, b: _Builder, hosts: set[str], addrs: set[str]) -> bool:
 STRONG = ("AccessLocation", "X-MS-Namespace", "ms-user-logon-data")
 
 
+def _resolved(step: Step) -> bool:
+    """A lookup that got an address, alias or SRV record (not an empty NOERROR: an AAAA query of
+    an IPv4-only name)."""
+    f = step.facts
+    return step.result == "info" and bool(f.get("addresses") or f.get("cnames") or f.get("srv"))
+
+
+def _discovery(steps: list[Step], fact: str) -> dict[str, Step]:
+    """Per discovery kind ("internal", "external"), the lookup that says most: one that resolved,
+    else one that failed (NXDOMAIN, no answer), else any.  Clients ask for A and AAAA, and ask
+    again: no later lookup hides an earlier answer."""
+
+    def rank(s: Step) -> int:
+        return 2 if _resolved(s) else 1 if s.result == "failure" else 0
+
+    best: dict[str, Step] = {}
+    for s in steps:
+        kind = s.facts.get(fact) if s.step == "dns" else None
+        if kind and (kind not in best or rank(s) > rank(best[kind])):
+            best[kind] = s
+    return best
+
+
 def _location(steps: list[Step], client: str) -> tuple[str, list[str]]:
     strong: Counter[str] = Counter()
     medium: Counter[str] = Counter()
@@ -335,8 +363,8 @@ def _location(steps: list[Step], client: str) -> tuple[str, list[str]]:
         for (value, source), frames in seen.items()
     ]
     # which lyncdiscover name the client could use
-    disc = {s.facts.get("discover"): s for s in steps if s.step == "dns" and s.facts.get("discover")}
-    srv = {s.facts.get("discover_srv"): s for s in steps if s.step == "dns" and s.facts.get("discover_srv")}
+    disc = _discovery(steps, "discover")
+    srv = _discovery(steps, "discover_srv")
     # lyncdiscover first; the SIP SRV names (clients before Lync 2013, and the fallback when
     # Autodiscover is not published) when those settle nothing.  The internal name is published
     # only in the internal zone: it resolving means inside; only the public one resolving, outside.
@@ -344,11 +372,11 @@ def _location(steps: list[Step], client: str) -> tuple[str, list[str]]:
         internal_dns = names.get("internal")
         if internal_dns is None:
             continue
-        if internal_dns.result == "info":
+        if _resolved(internal_dns):
             medium["internal"] += 1
             evidence.append(f"internal: {internal_dns.url} resolved (frame {internal_dns.frame})")
             break
-        if "external" in names and names["external"].result == "info":
+        if internal_dns.result == "failure" and "external" in names and _resolved(names["external"]):
             medium["external"] += 1
             evidence.append(
                 f"external: {internal_dns.url} did not resolve, {names['external'].url} did (frame {names['external'].frame})"
@@ -479,16 +507,20 @@ def _outcome(steps: list[Step]) -> tuple[str, dict[str, str] | None]:
 
 
 #: redirects a client follows before it gives up (tools and clients stop after about three hops)
-MAX_REDIRECTS = 3
+#: Redirects of one kind a sign-in may follow before it is going round, even to new places.
+MAX_REDIRECTS = 8
 
 
 def _redirect_loop(steps: list[Step]) -> dict[str, str] | None:
-    """Autodiscover `Redirect` links or SIP 301s that bounce between pools (PROTOCOL.md §9.1, §9.6)."""
+    """Autodiscover `Redirect` links or SIP 301s that bounce between pools (PROTOCOL.md §9.1, §9.6):
+    a redirect to where an earlier one already sent the client, i.e. without progress (§12.5).  A
+    chain of new places (HTTP to HTTPS, internal to external, Director to pool) is normal."""
     for kind in ("autodiscover", "sip-register"):
         hops = [s for s in steps if s.step == kind and s.facts.get("redirect")]
-        targets = [_host_of(str(s.facts["redirect"])) for s in hops]
-        if len(targets) <= MAX_REDIRECTS and len(set(targets)) == len(targets):
+        places = [str(s.facts["redirect"]).strip().strip("<>").lower() for s in hops]
+        if len(places) <= MAX_REDIRECTS and len(set(places)) == len(places):
             continue
+        targets = [_host_of(str(s.facts["redirect"])) for s in hops]
         where = "Autodiscover" if kind == "autodiscover" else "SIP registration"
         chain = " → ".join([_host_of(hops[0].url or hops[0].dst), *targets])
         return {

@@ -110,6 +110,11 @@ class DnsClassifier:
             disc = step.facts.get("discover")
             if disc:
                 step.evidence.append(Evidence("discover_answered", disc, f"{step.url} answered"))
+        elif msg.rcode == 0 and qtype == dns.TYPE_AAAA:
+            # NODATA: the name exists, without an IPv6 address.  Windows asks for both A and AAAA;
+            # an IPv4-only deployment answers the second with nothing, and that is no failure.
+            step.result = "info"
+            step.detail = f"{step.url}: no IPv6 address (AAAA)"
         else:
             step.result = "failure"
             what = msg.rcode_name if msg.rcode else "no record of that type"

@@ -69,6 +69,11 @@ def first_forwarded(headers_value: str | None) -> str | None:
     return first or None
 
 
+#: X-Ms-diagnostics 28029, "Authentication type not allowed": the method is disabled on the pool
+#: (PROTOCOL.md §4.7, §9.3); the credentials were not checked.
+NOT_ALLOWED = 28029
+
+
 class HttpClassifier:
     """Classifies every HTTP exchange of every connection; one instance per analysis."""
 
@@ -368,6 +373,8 @@ class HttpClassifier:
         elif isinstance(answer, wstrust.SoapFault):
             step.result = "failure"
             meaning = tables.web_diagnostic_meaning(answer.error_id) if answer.error_id else None
+            if answer.error_id == NOT_ALLOWED:
+                step.facts["credentials_unchecked"] = True
             step.failure_reason = f"web ticket refused: {meaning or answer.reason or answer.string or 'SOAP fault'}"
             step.failure_evidence = f"SOAP fault {answer.diagnostic()}"
             lower = (answer.reason or answer.string or "").lower()
@@ -420,6 +427,10 @@ class HttpClassifier:
             step.result = "failure"
             meaning = tables.oauth_error_meaning(tresp.error) or tresp.error
             diag = step.facts.get("diagnostic")
+            if tresp.error in ("unsupported_grant_type", "invalid_request", "invalid_scope", "server_error") or (
+                diag and tables.diagnostic_id(diag) == NOT_ALLOWED
+            ):
+                step.facts["credentials_unchecked"] = True  # refused before any password was checked
             step.failure_reason = f"OAuth token refused: {meaning}"
             step.failure_evidence = f'{{"error":"{tresp.error}"}}' + (f"; X-Ms-diagnostics: {diag}" if diag else "")
             details.append(step.failure_evidence)
@@ -558,8 +569,16 @@ class HttpClassifier:
         if step.result in ("success", "failure", "challenge"):
             return  # the step's own handler has decided
         diag = step.facts.get("diagnostic")
+        diag_id = tables.diagnostic_id(diag) if diag else None
         if status in (401, 407):
-            if step.credential:
+            if step.credential and diag_id == NOT_ALLOWED:
+                # the credentials were never checked: the pool does not take this method at all
+                step.result = "failure"
+                step.facts["credentials_unchecked"] = True
+                step.failure_reason = f"{self._method_name(step)} is not allowed on this pool"
+                step.failure_evidence = f"HTTP {status} {resp.reason}; X-Ms-diagnostics: {diag}".replace("  ", " ")
+                details.append(step.failure_reason)
+            elif step.credential:
                 step.result = "failure"
                 step.failure_reason = self._credential_refused(step)
                 evidence = f"HTTP {status} after complete {step.auth.upper() if step.auth else ''} credentials".replace("  ", " ")
@@ -600,12 +619,22 @@ class HttpClassifier:
         }.get(step.step, "request failed")
         if step.step == "autodiscover" and status == 404 and step.facts["kind"] in ("user", "oauth-user"):
             meaning = "the server could not determine the user's home pool (unknown user)"
+        elif diag_id is not None and tables.web_diagnostic_meaning(diag_id):
+            meaning = str(tables.web_diagnostic_meaning(diag_id))
+            if diag_id == NOT_ALLOWED:
+                step.facts["credentials_unchecked"] = True
         step.failure_reason = f"{reason}: {meaning}"
         ev = f"HTTP {status} {resp.reason}".strip()
         if diag:
             ev += f"; X-Ms-diagnostics: {diag}"
         step.failure_evidence = ev
         details.append(step.failure_reason)
+
+    @staticmethod
+    def _method_name(step: Step) -> str:
+        names = {"kerberos": "Kerberos", "ntlm": "NTLM", "soap": "user name and password (SOAP)", "password": "the password grant",
+                 "anonymous": "anonymous access", "passive": "passive (AD FS) authentication", "certificate": "certificate authentication"}
+        return names.get(step.auth or "", f"{step.auth} authentication" if step.auth else "this authentication method")
 
     @staticmethod
     def _credential_refused(step: Step) -> str:

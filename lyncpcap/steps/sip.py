@@ -249,7 +249,14 @@ class SipClassifier:
                 else:
                     details.append("registered")
         elif status in (401, 407):
-            if step.credential and not continuation:
+            certificate_only = [o.lower() for o in offered] == ["tls-dsk"] and step.auth != "tls-dsk"
+            if step.credential and not continuation and certificate_only:
+                # Kerberos or NTLM accepted no further: the pool wants the user's Lync certificate and
+                # points at CertProv (sts-uri).  A first sign-in on a machine always goes this way
+                # (PROTOCOL.md §10.1 step 8, §6.4): no refused password.
+                step.result = "challenge"
+                details.append("the pool asks for a certificate (TLS-DSK)" + (", from CertProv" if step.facts.get("sts_uri") else ""))
+            elif step.credential and not continuation:
                 step.result = "failure"
                 step.failure_reason = "SIP credentials refused"
                 step.failure_evidence = f"SIP {status} {msg.reason} after complete {step.auth} credentials"

@@ -1,0 +1,205 @@
+"""What real clients and servers do that the bundled samples do not show, each on a lab capture
+(real DNS, HTTP, NTLM, Kerberos and SIP bytes): the samples' scenarios with one habit changed,
+which must change nothing a user reads — or exactly what PROTOCOL.md says it changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lyncpcap
+from lyncpcap.lab import build, krb5, lync, scenarios, world
+from lyncpcap.lab.flows import (
+    _register,
+    certprov,
+    certprov_publish,
+    discover_xml,
+    sip_leg,
+    sip_offer,
+    sip_tls_dsk,
+    user_200,
+    webticket_kerberos,
+)
+from lyncpcap.lab.world import REALM, Capture, Client, Contoso
+from lyncpcap.steps.tables import client_of
+
+IE_CONTROL = "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 6.2; WOW64; Trident/7.0; .NET4.0C; .NET4.0E)"
+
+
+def _capture(tmp_path: Path, scenario: str, **changes: Any) -> lyncpcap.Analysis:
+    """The catalogue scenario `scenario` (with Spec fields replaced), built and analysed."""
+    spec = next(s for s in scenarios.CATALOGUE if s.name == scenario)
+    written = build.build_one(dataclasses.replace(spec, **changes), tmp_path)
+    return lyncpcap.analyze(next(p for p in written if p.suffix in (".pcap", ".pcapng")))
+
+
+def _sessions(a: lyncpcap.Analysis) -> list[tuple[object, ...]]:
+    """What a user reads of each session (frame numbers aside: the habit adds packets)."""
+    return [(s.client_address, s.user, s.client_kind, s.location, s.auth_protocol, s.outcome,
+             tuple(re.sub(r" \(frame \d+", " (frame", e) for e in s.location_evidence)) for s in a.session_list]
+
+
+@pytest.mark.parametrize("name", ["01-desktop-internal-kerberos", "03-windows-phone-ntlm", "08-ucwa-mobile-oauth"])
+def test_aaaa_lookups_beside_the_a_lookups_change_nothing(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows asks for A and AAAA; an IPv4-only deployment answers AAAA with an empty NOERROR.
+    That is no failed step, and it does not hide the A answer that tells inside from outside
+    (PROTOCOL.md §1.5)."""
+    reference = _sessions(_capture(tmp_path / "as-built", name))
+    a_lookup = world.Client.dns
+
+    def a_and_aaaa(self: Client, name: str, qtype: str = "A", **kw: Any) -> None:
+        a_lookup(self, name, qtype, **kw)
+        if qtype == "A":
+            missing = kw.get("rcode", "NOERROR") != "NOERROR"
+            a_lookup(self, name, "AAAA", rcode=kw.get("rcode", "NOERROR"), answers=None if missing else [])
+
+    monkeypatch.setattr(world.Client, "dns", a_and_aaaa)
+    a = _capture(tmp_path / "with-aaaa", name)
+    assert _sessions(a) == reference
+    aaaa = [s for s in a.step_list if s.step == "dns" and s.method == "AAAA"]
+    assert aaaa and all(s.result != "failure" or s.status == "NXDOMAIN" for s in aaaa)
+    assert any(s.detail.endswith("no IPv6 address (AAAA)") for s in aaaa)
+
+
+def test_passive_authentication_in_the_desktops_embedded_browser_is_one_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Lync 2013 desktop runs AD FS in an Internet Explorer control whose User-Agent is a
+    browser's (PROTOCOL.md §10.7 step 3): its requests stay in the desktop's session."""
+    reference = _capture(tmp_path / "as-built", "07-passive-adfs-2fa")
+    request = world.Client.http
+
+    def embedded(self: Client, server: Any, host_header: str, method: str, target: str, *, step: str, **kw: Any) -> Any:
+        if step != "adfs":
+            return request(self, server, host_header, method, target, step=step, **kw)
+        ua, self.ua = self.ua, IE_CONTROL
+        try:
+            return request(self, server, host_header, method, target, step=step, **kw)
+        finally:
+            self.ua = ua
+
+    monkeypatch.setattr(world.Client, "http", embedded)
+    a = _capture(tmp_path / "embedded", "07-passive-adfs-2fa")
+    assert any(e.value == IE_CONTROL for s in a.step_list for e in s.evidence)
+    (session,) = a.session_list
+    assert (session.client_kind, session.auth_protocol, session.outcome) == ("Lync 2013 desktop", "passive", "success")
+    assert [st.step for st in session.steps] == [st.step for st in reference.session_list[0].steps]
+    assert [f.id for f in a.finding_list] == [f.id for f in reference.finding_list]
+
+
+def _first_sign_ins_on_three_machines(cap: Capture) -> None:
+    """PROTOCOL.md §10.1 steps 7-10: Kerberos REGISTER → 401 offering only TLS-DSK (sts-uri) →
+    CertProv → TLS-DSK → 200, once on each of alice's three machines."""
+    w = Contoso(cap)
+    for i, name in enumerate(["alice-pc", "alice-laptop", "alice-vdi"]):
+        address = f"10.0.10.{31 + i}"
+        pc = cap.net.host(name, address)
+        cap.net.capture_host = pc
+        t = cap.session(kind="Lync 2013 desktop", location="internal", address=address, user="alice@CONTOSO.COM",
+                        auth_protocol="kerberos", outcome="success")
+        c = Client(cap, w, pc, t, ua=scenarios.DESKTOP_HTTP_UA, rtt=0.0006)
+        c.dns("lyncdiscoverinternal.contoso.com")
+        discover_xml(c, w.fe_host, "lyncdiscoverinternal.contoso.com", scenarios.sip("alice"), web=w.pool)
+        applies = scenarios.desktop_web_ticket_path(c, w, w.fe_host, w.pool, "alice", location="Internal")
+        c.tgs("alice", f"HTTP/{w.pool}")
+        ticket = webticket_kerberos(c, w.fe_host, w.pool, user="alice", sip_uri=scenarios.sip("alice"), applies_to=applies)
+        user_200(c, w.fe_host, w.pool, ticket, location="Internal")
+        leg = sip_leg(c, sip_uri=scenarios.sip("alice"))
+        sip_offer(c, leg, ["NTLM", "Kerberos", "TLS-DSK"])
+        c.tgs("alice", f"sip/{w.fe}")
+        ap = krb5.gss_krb5(krb5.ap_req(REALM, f"sip/{w.fe}", rng=c.rng, cname="alice"))
+        _register(c, leg, lync.sip_auth("Kerberos", target=f"sip/{w.fe}", gssapi=ap), 401, "Unauthorized",
+                  lync.sip_offer(["TLS-DSK"], fqdn=w.fe, pool=w.pool))
+        certprov(c, w.fe_host, w.pool, sip_uri=scenarios.sip("alice"), ticket=ticket)
+        endpoint = f"https://{w.pool}/CertProv/CertProvisioningService.svc"
+        ticket2 = webticket_kerberos(c, w.fe_host, w.pool, user="alice", sip_uri=scenarios.sip("alice"), applies_to=endpoint,
+                                     anonymous_first=False)
+        certprov_publish(c, w.fe_host, w.pool, sip_uri=scenarios.sip("alice"), ticket=ticket2)
+        sip_tls_dsk(c, leg, user_cn="alice", sip_uri=scenarios.sip("alice"))
+        c.close_all()
+        leg.conn.close(by="client")
+        cap.net.advance(60.0)
+
+
+def test_the_first_sign_in_detour_from_kerberos_to_a_certificate_is_no_refused_login(tmp_path: Path) -> None:
+    a = _capture(tmp_path, "01-desktop-internal-kerberos", build=_first_sign_ins_on_three_machines, name="first-sign-ins")
+    assert [s.outcome for s in a.session_list] == ["success"] * 3
+    detours = [st for s in a.session_list for st in s.steps if st.step == "sip-register" and st.auth == "kerberos"]
+    assert len(detours) == 3
+    assert all(st.result == "challenge" and "asks for a certificate (TLS-DSK)" in st.detail for st in detours)
+    assert "lockout-risk" not in [f.id for f in a.finding_list]
+
+
+def test_a_401_with_diagnostic_28029_is_a_disabled_method_not_a_wrong_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`X-Ms-diagnostics: 28029` ("Authentication type not allowed", PROTOCOL.md §4.7, §9.3): the
+    pool does not take NTLM at all, so three attempts are no lockout risk."""
+    respond = lync.response
+
+    def not_allowed(status: int, headers: list[tuple[str, str]] | None = None, *args: Any, **kw: Any) -> bytes:
+        if status == 401:
+            headers = [*(headers or []), ("X-Ms-diagnostics", '28029;source="fe01.contoso.com";reason="Authentication type not allowed."')]
+        return respond(status, headers, *args, **kw)
+
+    monkeypatch.setattr(lync, "response", not_allowed)
+    a = _capture(tmp_path, "09a-wrong-password")
+    assert len(a.session_list) == 3
+    for s in a.session_list:
+        assert s.outcome == "failure" and s.failure is not None
+        assert s.failure["reason"] == "NTLM is not allowed on this pool", s.failure
+        assert "28029" in s.failure["evidence"]
+    ids = [f.id for f in a.finding_list]
+    assert "lockout-risk" not in ids and "external-domain-credentials" in ids
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "kind"),
+    [
+        ("Skype%20for%20Business/6.16.0.9 CFNetwork/808.2.16 Darwin/16.3.0", "Lync 2013 iOS"),
+        ("Lync%202013/5.4.1 CFNetwork/711.1.16 Darwin/14.0.0", "Lync 2013 iOS"),
+        ("OC/15.0.4569.1503 (skype for business)", "Skype for Business 2015 desktop"),
+        ("OC/15.0.4569.1503 (Skype for Business)", "Skype for Business 2015 desktop"),
+        ("Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.4266; Pro) (Skype for Business)",
+         "Skype for Business desktop"),
+        ("OC/15.0.4569.1503 (Microsoft Lync)", "Lync 2013 desktop"),
+        (IE_CONTROL, "Web browser"),
+    ],
+)
+def test_user_agents_named_in_protocol_md(user_agent: str, kind: str) -> None:
+    """PROTOCOL.md §8.2: `Darwin` (CFNetwork) is iOS; `(skype for business)` in any case is the
+    SfB desktop."""
+    match = client_of(user_agent)
+    assert match is not None and match.kind == kind
+
+
+def test_a_chain_of_redirects_to_new_places_is_not_a_loop(tmp_path: Path) -> None:
+    """HTTP to HTTPS, the Director to the home pool: four Autodiscover redirects, each to a place
+    not seen before, are progress (PROTOCOL.md §2.1, §12.5: flag only repeats)."""
+
+    def scenario(cap: Capture) -> None:
+        w = Contoso(cap)
+        phone = cap.net.host("phone", "192.168.9.30")
+        cap.net.capture_host = phone
+        t = cap.session(kind="Lync 2013 Android", location="external", address="192.168.9.30", user=None,
+                        auth_protocol="unknown", outcome="incomplete")
+        c = Client(cap, w, phone, t, ua=scenarios.ANDROID_UA, rtt=0.04)
+        c.dns("lyncdiscover.contoso.com")
+        chain = ["lyncdiscover.contoso.com", "lyncdirector.contoso.com", "lyncweb2.contoso.com", "lyncweb.contoso.com",
+                 "lyncpool.contoso.com"]
+        for host, target in itertools.pairwise(chain):
+            body = lync.autodiscover_redirect_json(target, "contoso.com")
+            c.http(w.rp_ext, host, "GET", "/Autodiscover/AutodiscoverService.svc/root", step="autodiscover",
+                   headers=[("Accept", "application/json")],
+                   response=lambda ts, body=body: lync.response(200, body=body, content_type="application/json", ts=ts))
+        c.close_all()
+
+    a = _capture(tmp_path, "03-windows-phone-ntlm", build=scenario, name="redirect-chain")
+    (session,) = a.session_list
+    assert len([st for st in session.steps if st.facts.get("redirect")]) == 4
+    assert session.failure is None or "go round" not in session.failure["reason"], session.failure
