@@ -271,6 +271,13 @@ def render_tables() -> str:
         f"local ROOT_ON_DISCOVER_HOST = {{step = {_lua_string(root.step)}, kind = {_lua_string(root.kind)}, "
         f"lync = {'true' if root.lync else 'false'}}}"
     )
+    lines.append("local SIMPLE_URL_HOSTS = {")
+    for host_rx, rule in rules.SIMPLE_URL_HOSTS:
+        lines.append(
+            f"  {{host = {{{_matcher_fields(lua_matcher(host_rx))}}}, rule = {{step = {_lua_string(rule.step)}, "
+            f"kind = {_lua_string(rule.kind)}, lync = {'true' if rule.lync else 'false'}, {_matcher_fields(lua_matcher(rule.path))}}}}},"
+        )
+    lines.append("}")
     lines.append(f"local LYNC_DNS_NAME = {{{_matcher_fields(lua_matcher(dns.LYNC_NAME))}}}")
     data = _load_clients()
     lines.append("local CLIENTS = {")

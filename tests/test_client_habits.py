@@ -203,3 +203,20 @@ def test_a_chain_of_redirects_to_new_places_is_not_a_loop(tmp_path: Path) -> Non
     (session,) = a.session_list
     assert len([st for st in session.steps if st.facts.get("redirect")]) == 4
     assert session.failure is None or "go round" not in session.failure["reason"], session.failure
+
+
+def test_the_meeting_simple_url_on_its_own_host_is_the_join_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`https://meet.<domain>/<user>/<ConfID>` (PROTOCOL.md §8.3), not `/meet/` under the web
+    services' name: still the Lync Web App's join page."""
+    request = world.Client.http
+
+    def simple_url(self: Client, server: Any, host_header: str, method: str, target: str, **kw: Any) -> Any:
+        if target.startswith("/meet/"):
+            target = target[len("/meet") :]
+        return request(self, server, host_header, method, target, **kw)
+
+    monkeypatch.setattr(world.Client, "http", simple_url)
+    a = _capture(tmp_path, "06-lwa-guests-anonymous")
+    joins = [st for st in a.step_list if st.url and st.url.startswith("http://meet.contoso.com/")]
+    assert joins and all(st.facts.get("kind") == "lwa-meet" and st.facts.get("lync") for st in joins)
+    assert [s.client_kind for s in a.session_list] == ["Lync Web App", "Lync Web App"]

@@ -61,6 +61,10 @@ local URL_RULES = {
 }
 local DISCOVER_HOST = {ci = true, patterns = {"^lyncdiscoverinternal%.", "^lyncdiscover%."}}
 local ROOT_ON_DISCOVER_HOST = {step = "autodiscover", kind = "root", lync = true}
+local SIMPLE_URL_HOSTS = {
+  {host = {ci = true, patterns = {"^meet%."}}, rule = {step = "other", kind = "lwa-meet", lync = true, ci = false, patterns = {"^/[^/%?#]+/[^/%?#]+"}}},
+  {host = {ci = true, patterns = {"^dialin%."}}, rule = {step = "other", kind = "dialin", lync = true, ci = false, patterns = {".*"}}},
+}
 local LYNC_DNS_NAME = {ci = true, patterns = {"^lyncdiscoverinternal%.", "^lyncdiscover%.", "^_sipinternaltls%._tcp%.", "^_sipinternal%._tcp%.", "^_sip%._tls%.", "^_sip%._tcp%.", "^_sipfederationtls%._tcp%.", "^sipinternal%.", "^sipexternal%.", "^sip%.", "^ucupdates%-r2%.", "^_ntp%._udp%."}}
 local CLIENTS = {
   {kind = "Lync 2013 Android", family = "mobile", ci = false, patterns = {"RTCC/[%d%.]+ UCWA/[%d%.]+ AndroidLync"}},
@@ -999,7 +1003,13 @@ local function match_rule(host, path)
     for _, r in ipairs(URL_RULES) do
         if matches(r, path) then return r end
     end
-    if host and matches(DISCOVER_HOST, (host:gsub(":.*$", ""))) then return ROOT_ON_DISCOVER_HOST end
+    local name = host and host:gsub(":.*$", "")
+    if name and matches(DISCOVER_HOST, name) then return ROOT_ON_DISCOVER_HOST end
+    if name then
+        for _, s in ipairs(SIMPLE_URL_HOSTS) do
+            if matches(s.host, name) and matches(s.rule, path) then return s.rule end
+        end
+    end
     return nil
 end
 

@@ -66,9 +66,20 @@ def match(host: str | None, path: str) -> UrlRule | None:
     for rule in RULES:
         if rule.path.search(p):
             return rule
-    if host and DISCOVER_HOST.match(host.split(":")[0]):
+    name = host.split(":")[0] if host else ""
+    if name and DISCOVER_HOST.match(name):
         return ROOT_ON_DISCOVER_HOST
+    if name:
+        for rx, rule in SIMPLE_URL_HOSTS:
+            if rx.match(name) and rule.path.search(p):
+                return rule
     return None
 
 
 ROOT_ON_DISCOVER_HOST = UrlRule("autodiscover", "root", re.compile(r".*"), 75)
+#: Simple URLs on their own hosts (PROTOCOL.md §8.3): `https://meet.<domain>/<user>/<ConfID>` is
+#: the meeting join page, `https://dialin.<domain>/` the dial-in page.
+SIMPLE_URL_HOSTS = (
+    (re.compile(r"^meet\.", re.IGNORECASE), UrlRule("other", "lwa-meet", re.compile(r"^/[^/?#]+/[^/?#]+"), 40)),
+    (re.compile(r"^dialin\.", re.IGNORECASE), UrlRule("other", "dialin", re.compile(r".*"), 40)),
+)
