@@ -82,6 +82,7 @@ class TlsConnection:
     decrypted: bool = False
     reason: str = "no key material for this connection"
     cipher: str | None = None  #: the suite the server chose, when the reason needed it
+    client_certificate: bool = False  #: the client sent a certificate in the clear (TLS 1.2 client authentication)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -457,6 +458,7 @@ class _TlsSink:
         r.version = i.version or r.version
         r.alerts = list(i.alerts)
         r.application_data = i.saw_application_data
+        r.client_certificate = r.client_certificate or i.client_certificate_sent
 
 
 class Engine:
@@ -470,6 +472,7 @@ class Engine:
         self.auth: list[AuthExchange] = []  # messages no step carried
         self.tunnels = False  # an HTTP CONNECT was seen
         self.tls: list[TlsConnection] = []
+        self._tls_by_conn: dict[int, TlsConnection] = {}
         self.notes: list[str] = []
         self.http = HttpClassifier(self)
         self.sip = SipClassifier(self)
@@ -483,6 +486,13 @@ class Engine:
     def add_step(self, step: Step) -> None:
         if step.method == "CONNECT":
             self.tunnels = True  # TLS may follow inside this connection (decryption looks for it)
+        elif step.step == "adfs" and step.conn is not None:
+            rec = self._tls_by_conn.get(step.conn)
+            if rec is not None and rec.client_certificate:
+                # AD FS certificate authentication: a smart card (or virtual smart card) and its
+                # PIN, the second factor of PROTOCOL.md §5.7, §10.7 step 3
+                step.facts["client_certificate"] = True
+                step.detail = "; ".join(d for d in (step.detail, "TLS client certificate (smart card)") if d)
         try:
             self.on_step(step)
         except BaseException:
@@ -570,6 +580,7 @@ class Engine:
                 time=conn.first_ts,
             )
             self.tls.append(rec)
+            self._tls_by_conn[rec.conn] = rec
             sink = _TlsSink(rec, self.tls_failed)
         if sink is None:
             return None

@@ -126,7 +126,8 @@ class FindingsAccumulator:
                     )
                 ),
                 second_factor=any(
-                    st.step == "adfs" and (st.facts.get("mfa") or st.facts.get("mfa_prompt")) for st in session.steps
+                    st.step == "adfs" and (st.facts.get("mfa") or st.facts.get("mfa_prompt") or st.facts.get("client_certificate"))
+                    for st in session.steps
                 ),
                 anonymous_issued=any(st.auth == "anonymous" and st.result == "success" for st in session.steps),
                 ntlm_after_kerberos_offer=(ntlm.frame, ntlm.method, ntlm.url) if (offered_kerberos and ntlm) else None,

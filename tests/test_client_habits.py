@@ -9,23 +9,26 @@ import itertools
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 import lyncpcap
-from lyncpcap.lab import build, krb5, lync, scenarios, world
+from lyncpcap.lab import build, krb5, lync, scenarios, tlssim, world
 from lyncpcap.lab.flows import (
     _register,
     certprov,
     certprov_publish,
     discover_xml,
+    mex,
     sip_leg,
     sip_offer,
     sip_tls_dsk,
     user_200,
+    user_401,
     webticket_kerberos,
 )
-from lyncpcap.lab.world import REALM, Capture, Client, Contoso
+from lyncpcap.lab.world import REALM, Capture, Client, Contoso, nxdomain
 from lyncpcap.steps.tables import client_of
 
 IE_CONTROL = "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 6.2; WOW64; Trident/7.0; .NET4.0C; .NET4.0E)"
@@ -220,3 +223,65 @@ def test_the_meeting_simple_url_on_its_own_host_is_the_join_page(tmp_path: Path,
     joins = [st for st in a.step_list if st.url and st.url.startswith("http://meet.contoso.com/")]
     assert joins and all(st.facts.get("kind") == "lwa-meet" and st.facts.get("lync") for st in joins)
     assert [s.client_kind for s in a.session_list] == ["Lync Web App", "Lync Web App"]
+
+
+def _smart_card_from_outside(cap: Capture) -> None:
+    """A desktop outside signs in to a 2FA pool; AD FS authenticates it by its smart card (a TLS
+    client certificate, PROTOCOL.md §5.7, §10.7 step 3): no form, no one-time password."""
+    w = Contoso(cap)
+    laptop = cap.net.host("ivy-laptop", "192.168.5.20")
+    cap.net.capture_host = laptop
+    t = cap.session(kind="Lync 2013 desktop", location="external", address="192.168.5.20", user="ivy@contoso.com",
+                    auth_protocol="passive", outcome="success")
+    c = Client(cap, w, laptop, t, ua=scenarios.DESKTOP_HTTP_UA, rtt=0.03)
+    c.smart_card = "ivy"
+    rng = cap.rng
+    nxdomain(c, "lyncdiscoverinternal.contoso.com")
+    c.dns("lyncdiscover.contoso.com")
+    discover_xml(c, w.rp_ext, "lyncdiscover.contoso.com", scenarios.sip("ivy"), web=w.ext_web)
+    user_401(c, w.rp_ext, w.ext_web)
+    mex(c, w.rp_ext, w.ext_web, scenarios.PASSIVE_PORTS)
+    realm = f"https://{w.ext_web}/passiveauth/"
+    wctx = "rm=0&id=passive&ru=%2fPassiveAuth%2f5e1f"
+    ls = f"/adfs/ls/?wa=wsignin1.0&wtrealm={quote(realm, safe='')}&wctx={quote(wctx, safe='')}"
+    c.http(w.rp_ext, w.ext_web, "GET", "/PassiveAuth/PassiveAuth.aspx?ReturnUrl=%2fPassiveAuth%2f", step="adfs",
+           response=lambda ts: lync.response(302, [("Location", f"https://{w.adfs}{ls}")], ts=ts, lync=w.fe, rng=rng))
+    c.dns(w.adfs)
+    wresult = cap.secret(lync.saml2_wresult(upn="ivy@contoso.com", realm=realm, issuer=f"http://{w.adfs}/adfs/services/trust",
+                                            rng=rng, now=cap.when))
+    c.http(w.adfs_host, w.adfs, "GET", ls, step="adfs",
+           response=lambda ts: lync.response(200, body=lync.adfs_token_post(f"https://{w.ext_web}/PassiveAuth/", wresult, wctx),
+                                             content_type="text/html; charset=utf-8", ts=ts))
+    fedauth = cap.secret(lync.b64(rng.randbytes(96)))
+    form = f"wa=wsignin1.0&wresult={quote(wresult, safe='')}&wctx={quote(wctx, safe='')}".encode()
+    c.http(w.rp_ext, w.ext_web, "POST", "/PassiveAuth/", step="adfs", body=form, content_type="application/x-www-form-urlencoded",
+           response=lambda ts: lync.response(302, [("Location", "/PassiveAuth/PassiveAuth.aspx"),
+                                                  ("Set-Cookie", f"FedAuth={fedauth}; path=/; secure; HttpOnly")], ts=ts, lync=w.fe, rng=rng))
+    body = lync.rst(applies_to=f"https://{w.ext_web}/Autodiscover/AutodiscoverService.svc/root/user", sip_uri=scenarios.sip("ivy"), rng=rng)
+    rstr, ticket = lync.rstr_saml(sip_uri=scenarios.sip("ivy"), issuer=f"https://{w.ext_web}/WebTicket/WebTicketService.svc", rng=rng,
+                                  now=cap.when)
+    c.http(w.rp_ext, w.ext_web, "POST", "/WebTicket/WebTicketService.svc/WsFed", step="webticket", body=body,
+           content_type="text/xml; charset=utf-8", headers=[("SOAPAction", f'"{lync.RST_ACTION}"'), ("Cookie", f"FedAuth={fedauth}")],
+           response=lambda ts: lync.response(200, body=rstr, content_type="text/xml; charset=utf-8", ts=ts, lync=w.fe, rng=rng))
+    cap.secret(ticket)
+    user_200(c, w.rp_ext, w.ext_web, ticket, location="External")
+    c.close_all()
+
+
+def test_a_smart_card_at_ad_fs_is_the_second_factor(tmp_path: Path, tshark: str) -> None:
+    """Decrypted, the AD FS connection shows the client's certificate: the sign-in from outside
+    has its second factor, and no 'external-without-mfa' finding is raised."""
+    spec = next(s for s in scenarios.CATALOGUE if s.name == "02-desktop-external-ntlm-tls")
+    spec = dataclasses.replace(spec, build=_smart_card_from_outside, name="smart-card", twin_of=None, embed_keys=False)
+    with tlssim.Pki() as pki:
+        written = build.build_one(spec, tmp_path, pki=pki)
+    capture = next(p for p in written if p.suffix in (".pcap", ".pcapng"))
+    keylog = next(p for p in written if p.suffix == ".keylog")
+    a = lyncpcap.analyze(capture, keylog=keylog)
+    (session,) = a.session_list
+    assert (session.location, session.auth_protocol, session.outcome) == ("external", "passive", "success")
+    at_adfs = [st for st in session.steps if st.step == "adfs" and st.facts.get("client_certificate")]
+    assert len(at_adfs) == 1 and at_adfs[0].url.startswith("https://adfs.contoso.com/adfs/ls/")
+    assert "TLS client certificate (smart card)" in at_adfs[0].detail
+    assert "external-without-mfa" not in [f.id for f in a.finding_list]
+    assert not [st for st in session.steps if st.step != "adfs" and st.facts.get("client_certificate")]

@@ -275,7 +275,8 @@ def _handshake_step(obj: ssl.SSLObject) -> bool:
 class TlsConn:
     """TLS between the two ends of a netsim `TcpConn`; records go over the connection with its
     timing.  The handshake runs in the constructor; the NSS key-log lines are appended to the
-    `keylog` list given (also kept as `self.keylog`)."""
+    `keylog` list given (also kept as `self.keylog`).  With `client_cert` (certificate and key
+    files) the server asks for it and the client authenticates with it."""
 
     def __init__(
         self,
@@ -288,6 +289,7 @@ class TlsConn:
         kx: str = "ecdhe",
         keylog: list[str],
         handshake_think: float = 0.005,
+        client_cert: tuple[str, str] | None = None,
     ) -> None:
         self.tcp = tcp
         self.keylog = keylog
@@ -296,7 +298,7 @@ class TlsConn:
         keylog_path = pki.temp_path("keylog-")
         try:
             client_ctx, server_ctx = _contexts(
-                pki, server_names, version=version, kx=kx, keylog_path=keylog_path
+                pki, server_names, version=version, kx=kx, keylog_path=keylog_path, client_cert=client_cert
             )
             self._c_in, self._c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
             self._s_in, self._s_out = ssl.MemoryBIO(), ssl.MemoryBIO()

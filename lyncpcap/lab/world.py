@@ -261,6 +261,7 @@ class Client:
         self.public_ip = public_ip  # X-Forwarded-For value
         self.conns: dict[tuple[str, int], Conn] = {}
         self.qid = cap.rng.randrange(1, 0xFFFF)
+        self.smart_card: str | None = None  # a user's CN: TLS client authentication to AD FS (capture with TLS)
 
     @property
     def rng(self) -> random.Random:
@@ -326,7 +327,9 @@ class Client:
             from lyncpcap.lab.tlssim import TlsConn
 
             name = self.w.server_fqdn.get(dst.name, dst.name)
-            c = TlsConn(tcp, self.cap.pki, [name, *( [sni] if sni and sni != name else [])], sni=sni or name, keylog=self.cap.keylog)
+            card = self.cap.pki.client_cert(self.smart_card) if self.smart_card and dst is self.w.adfs_host else None
+            c = TlsConn(tcp, self.cap.pki, [name, *( [sni] if sni and sni != name else [])], sni=sni or name, keylog=self.cap.keylog,
+                        client_cert=card)
         self.conns[key] = c
         return c
 

@@ -482,6 +482,7 @@ class TlsStreamInspector:
         self.certificate: TlsCertificate | None = None  # server leaf
         self.certificate_chain_length = 0
         self.client_certificate: TlsCertificate | None = None  # client auth (e.g. TLS-DSK) leaf
+        self.client_certificate_sent = False  # the client sent a certificate (decoded or not)
         self.alerts: list[tuple[int, int, int]] = []  # (direction, level, description), clear text only
         self.encrypted_alerts = [0, 0]  # alert records that could not be read, per direction
         self.records = [0, 0]
@@ -635,6 +636,7 @@ class TlsStreamInspector:
                     self.certificate_chain_length = len(chain)
                 else:
                     self.client_certificate = leaf
+                    self.client_certificate_sent = bool(chain)
         except MalformedError as exc:
             name = HANDSHAKE_NAMES.get(msg_type, f"handshake type {msg_type}")
             self.errors.append(f"{'client' if direction == CLIENT else 'server'} {name}: {exc}")
