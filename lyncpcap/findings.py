@@ -97,6 +97,7 @@ class FindingsAccumulator:
         self._sessions: list[_SessionFacts] = []
         self._failures: list[_Failure] = []
         self._weak: list[_WeakNtlm] = []
+        self._foreign_srv: list[tuple[int, str | None, str, tuple[str, ...], str]] = []  # frame, session, name, targets, domain
         # server → method family → where it was first seen advertised
         self._methods: dict[str, dict[str, str]] = defaultdict(dict)
 
@@ -158,6 +159,8 @@ class FindingsAccumulator:
                     s.failure_reason,
                 )
             )
+        if s.facts.get("srv_foreign_targets"):
+            self._foreign_srv.append((s.frame, s.session, str(s.url), tuple(s.facts["srv_foreign_targets"]), str(s.facts.get("sip_domain"))))
         mex_methods = s.facts.get("mex_methods")
         offered = s.facts.get("offered")
         grants = s.facts.get("oauth_grants")
@@ -269,6 +272,29 @@ class FindingsAccumulator:
             )
 
         findings.extend(self._configuration(sessions))
+
+        if self._foreign_srv:
+            names = sorted({(name, targets, domain) for _, _, name, targets, domain in self._foreign_srv})
+            findings.append(
+                Finding(
+                    id="srv-target-outside-sip-domain",
+                    severity="medium",
+                    title="DNS SRV records for sign-in point outside the SIP domain",
+                    detail=(
+                        "Clients that find their registrar through these SRV records do not trust a host outside the "
+                        "sign-in address's domain (they ask the user, or fail): "
+                        + "; ".join(f"{name} → {', '.join(targets)} (not in {domain})" for name, targets, domain in names)
+                        + "."
+                    ),
+                    sessions=tuple(sorted({sid for _, sid, _, _, _ in self._foreign_srv if sid}, key=_id_order)),
+                    evidence=tuple(f"{name} answered {', '.join(targets)}, frame {frame}" for frame, _, name, targets, _ in self._foreign_srv[:20]),
+                    advice=(
+                        "Point _sipinternaltls._tcp and _sip._tls at a name in the SIP domain (e.g. sip.<domain>) that the "
+                        "pool's or Edge's certificate carries, or list the server in the clients' TrustModelData policy "
+                        "(PROTOCOL.md §1.1)."
+                    ),
+                )
+            )
 
         fallback = [s for s in sessions if s.location == "internal" and s.ntlm_after_kerberos_offer]
         if fallback:

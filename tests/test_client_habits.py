@@ -285,3 +285,29 @@ def test_a_smart_card_at_ad_fs_is_the_second_factor(tmp_path: Path, tshark: str)
     assert "TLS client certificate (smart card)" in at_adfs[0].detail
     assert "external-without-mfa" not in [f.id for f in a.finding_list]
     assert not [st for st in session.steps if st.step != "adfs" and st.facts.get("client_certificate")]
+
+
+def test_an_srv_record_pointing_outside_the_sip_domain_is_named(tmp_path: Path) -> None:
+    """PROTOCOL.md §1.1: the `_sipinternaltls` target must be in the SIP domain, or the client
+    does not trust it; the lookup says so, and a configuration finding names the record."""
+
+    def scenario(cap: Capture) -> None:
+        w = Contoso(cap)
+        pc = cap.net.host("pc", "10.0.10.90")
+        cap.net.capture_host = pc
+        t = cap.session(kind="Lync 2010 desktop", location="internal", address="10.0.10.90", user=None,
+                        auth_protocol="unknown", outcome="incomplete")
+        c = Client(cap, w, pc, t, ua=scenarios.LYNC2010_UA, rtt=0.001)
+        c.dns("_sipinternaltls._tcp.contoso.com", "SRV", answers=[("_sipinternaltls._tcp.contoso.com", "SRV", "0 0 5061 pool01.corp.fabrikam.net")])
+        c.dns("_sip._tls.contoso.com", "SRV", answers=[("_sip._tls.contoso.com", "SRV", "0 0 443 sip.contoso.com")])
+        leg = sip_leg(c, sip_uri=scenarios.sip("wendy"), ua=scenarios.LYNC2010_UA)
+        sip_offer(c, leg, ["NTLM", "Kerberos", "TLS-DSK"])
+        leg.conn.close(by="client")
+
+    a = _capture(tmp_path, "01-desktop-internal-kerberos", build=scenario, name="srv-outside")
+    internal, public = (s for s in a.step_list if s.step == "dns")
+    assert internal.facts["srv_foreign_targets"] == ["pool01.corp.fabrikam.net"]
+    assert "pool01.corp.fabrikam.net is outside contoso.com: the client does not trust it" in internal.detail
+    assert "srv_foreign_targets" not in public.facts
+    (finding,) = [f for f in a.finding_list if f.id == "srv-target-outside-sip-domain"]
+    assert "_sipinternaltls._tcp.contoso.com → pool01.corp.fabrikam.net (not in contoso.com)" in finding.detail

@@ -25,6 +25,17 @@ def lync_name(name: str) -> bool:
     return bool(LYNC_NAME.match(name))
 
 
+def srv_domain(name: str) -> str:
+    """The domain of an SRV name (`_sipinternaltls._tcp.contoso.com` → `contoso.com`)."""
+    labels = name.rstrip(".").lower().split(".")
+    return ".".join(labels[2:]) if len(labels) > 2 and labels[0].startswith("_") else ".".join(labels)
+
+
+def _within(host: str, domain: str) -> bool:
+    h = host.rstrip(".").lower()
+    return h == domain or h.endswith("." + domain)
+
+
 @dataclass(slots=True)
 class _Pending:
     step: Step
@@ -103,6 +114,12 @@ class DnsClassifier:
             step.facts["cnames"] = cnames
         if srv:
             step.facts["srv"] = [f"{t}:{p}" for t, p in srv]
+            sip_domain = srv_domain(qname) if step.facts.get("discover_srv") else None
+            foreign = sorted({t.rstrip(".").lower() for t, _ in srv if sip_domain and not _within(t, sip_domain)})
+            if foreign:
+                # PROTOCOL.md §1.1: the client does not trust a registrar outside the SIP domain
+                step.facts["srv_foreign_targets"] = foreign
+                step.facts["sip_domain"] = sip_domain
         if msg.rcode == 0 and answers:
             step.result = "info"
             shown = [f"{a.value}" for a in answers if a.rtype in (1, 28, 5, 33)]
@@ -110,6 +127,9 @@ class DnsClassifier:
             disc = step.facts.get("discover")
             if disc:
                 step.evidence.append(Evidence("discover_answered", disc, f"{step.url} answered"))
+            if step.facts.get("srv_foreign_targets"):
+                step.detail += (f"; {', '.join(step.facts['srv_foreign_targets'])} is outside {step.facts['sip_domain']}: "
+                                "the client does not trust it for this sign-in address")
         elif msg.rcode == 0 and qtype == dns.TYPE_AAAA:
             # NODATA: the name exists, without an IPv6 address.  Windows asks for both A and AAAA;
             # an IPv4-only deployment answers the second with nothing, and that is no failure.
