@@ -325,6 +325,27 @@ def _related(step: Step, b: _Builder, hosts: set[str], addrs: set[str]) -> bool:
 STRONG = ("AccessLocation", "X-MS-Namespace", "ms-user-logon-data")
 
 
+#: The Front End's external web site, where the reverse proxy sends what it publishes on 443/80
+#: (PROTOCOL.md §0, [C CSSVC]).
+EXTERNAL_WEB_PORTS = frozenset({4443, 8080})
+#: The Access Edge's port for clients (a registrar inside listens on 5061).
+EDGE_SIP_PORT = 443
+
+
+def _port_signal(step: Step) -> str | None:
+    """Where a port says the client came from (PROTOCOL.md §12 item 4): Lync web requests to the
+    Front End's external web site came through the reverse proxy; a REGISTER to port 443 went to
+    the Access Edge.  None when the port says nothing."""
+    if step.step in WEB_SIGNAL_STEPS and step.server_port in EXTERNAL_WEB_PORTS:
+        return f"web services on port {step.server_port}, the Front End's external web site (behind the reverse proxy)"
+    if step.step == "sip-register" and step.server_port == EDGE_SIP_PORT:
+        return "REGISTER to port 443, the Access Edge"
+    return None
+
+
+WEB_SIGNAL_STEPS = frozenset({"autodiscover", "mex", "webticket", "oauth", "certprov", "ucwa"})
+
+
 def _resolved(step: Step) -> bool:
     """A lookup that got an address, alias or SRV record (not an empty NOERROR: an AAAA query of
     an IPv4-only name)."""
@@ -358,6 +379,10 @@ def _location(steps: list[Step], client: str) -> tuple[str, list[str]]:
                 bucket = strong if e.source.startswith(STRONG) else medium
                 bucket[e.value] += 1
                 seen.setdefault((e.value, e.source), []).append(s.frame)
+        signal = _port_signal(s)
+        if signal is not None:
+            medium["external"] += 1
+            seen.setdefault(("external", signal), []).append(s.frame)
     evidence = [
         f"{value}: {source} (frame {frames[0]}" + (f", and {len(frames) - 1} more)" if len(frames) > 1 else ")")
         for (value, source), frames in seen.items()

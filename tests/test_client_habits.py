@@ -19,8 +19,10 @@ from lyncpcap.lab.flows import (
     _register,
     certprov,
     certprov_publish,
+    discover_json,
     discover_xml,
     mex,
+    oauth_user_401,
     sip_leg,
     sip_offer,
     sip_tls_dsk,
@@ -311,3 +313,25 @@ def test_an_srv_record_pointing_outside_the_sip_domain_is_named(tmp_path: Path) 
     assert "srv_foreign_targets" not in public.facts
     (finding,) = [f for f in a.finding_list if f.id == "srv-target-outside-sip-domain"]
     assert "_sipinternaltls._tcp.contoso.com → pool01.corp.fabrikam.net (not in contoso.com)" in finding.detail
+
+
+def test_requests_on_the_front_ends_external_web_site_came_from_outside(tmp_path: Path) -> None:
+    """Captured at the Front End behind a reverse proxy that adds no X-Forwarded-For (TMG): the
+    external web site's port (4443, or 8080 in the clear) is what says the client is outside
+    (PROTOCOL.md §0, §12 item 4)."""
+
+    def scenario(cap: Capture) -> None:
+        w = Contoso(cap)
+        cap.net.capture_host = w.fe_host
+        t = cap.session(kind="Lync 2013 Android", location="external", address=w.rp_int.ipv4 or "", user=None,
+                        auth_protocol="unknown", outcome="incomplete")
+        c = Client(cap, w, w.rp_int, t, ua=scenarios.ANDROID_UA, rtt=0.0009, via_rp=w.rp_int)
+        discover_json(c, w.rp_ext, "lyncdiscover.contoso.com", web=w.ext_web)
+        oauth_user_401(c, w.rp_ext, w.ext_web)
+        c.close_all()
+
+    a = _capture(tmp_path, "09b-locked-account", build=scenario, name="behind-tmg")
+    (session,) = a.session_list
+    assert not any(e.value.startswith("X-Forwarded") for st in session.steps for e in st.evidence)
+    assert session.location == "external"
+    assert any("the Front End's external web site" in e for e in session.location_evidence), session.location_evidence
