@@ -81,7 +81,8 @@ class _WeakNtlm:
 
 
 def _is_failed_authentication(s: Step) -> bool:
-    if s.result != "failure" or s.facts.get("credentials_unchecked"):  # e.g. 28029: no password was checked
+    if s.result != "failure" or s.facts.get("credentials_unchecked") or s.facts.get("password_accepted"):
+        # e.g. 28029: no password was checked; Office 365 asking for MFA: the password was right
         return False
     if s.credential and s.auth in ("ntlm", "kerberos", "soap", "password", "passive", "digest"):
         return True

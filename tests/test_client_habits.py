@@ -335,3 +335,57 @@ def test_requests_on_the_front_ends_external_web_site_came_from_outside(tmp_path
     assert not any(e.value.startswith("X-Forwarded") for st in session.steps for e in st.evidence)
     assert session.location == "external"
     assert any("the Front End's external web site" in e for e in session.location_evidence), session.location_evidence
+
+
+_RST2_FAULT = (
+    '<?xml version="1.0" encoding="utf-8" ?><S:Envelope xmlns:S="http://www.w3.org/2003/05/soap-envelope" '
+    'xmlns:wst="http://schemas.xmlsoap.org/ws/2005/02/trust" xmlns:psf="http://schemas.microsoft.com/Passport/SoapServices/SOAPFault">'
+    "<S:Body><S:Fault><S:Code><S:Value>S:Sender</S:Value><S:Subcode><S:Value>wst:FailedAuthentication</S:Value></S:Subcode>"
+    '</S:Code><S:Reason><S:Text xml:lang="en-US">Authentication Failure</S:Text></S:Reason><S:Detail><psf:error>'
+    "<psf:value>0x80048821</psf:value><psf:internalerror><psf:code>0x80041012</psf:code><psf:text>{text}</psf:text>"
+    "</psf:internalerror></psf:error></S:Detail></S:Fault></S:Body></S:Envelope>"
+)
+
+
+def test_office_365_sts_answers_to_a_spraying_tool(tmp_path: Path) -> None:
+    """A tool tries one password for six accounts at Office 365's RST2.srf (PROTOCOL.md §5.8):
+    five are refused ('Error validating credentials', 'The user account does not exist'); for the
+    sixth the password was right and Office 365 asks for multi-factor: that one is no failure."""
+    answers = {
+        "amy": "AADSTS50126: Error validating credentials due to invalid username or password.",
+        "ben": "AADSTS50126: Error validating credentials due to invalid username or password.",
+        "cat": "AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication.",
+        "dan": "AADSTS50034: The user account does not exist in the contoso.com directory.",
+        "eve": "AADSTS50126: Error validating credentials due to invalid username or password.",
+        "fay": "AADSTS50126: Error validating credentials due to invalid username or password.",
+    }
+
+    def scenario(cap: Capture) -> None:
+        w = Contoso(cap)
+        attacker = cap.net.host("vps", "198.51.100.99")
+        sts = cap.net.host("msol", "40.126.9.10")
+        cap.net.capture_host = attacker
+        for user, text in answers.items():
+            t = cap.session(kind="Script (Python)", location="external", address="198.51.100.99", user=f"{user}@contoso.com",
+                            auth_protocol="soap", outcome="failure")
+            c = Client(cap, w, attacker, t, ua="python-requests/2.31.0", rtt=0.02)
+            body = lync.rst(applies_to="online.lync.com", sip_uri=None, rng=c.rng, username=f"{user}@contoso.com",
+                            password="Winter2024!", now=cap.when)
+            fault = _RST2_FAULT.format(text=text).encode()
+            c.http(sts, "login.microsoftonline.com", "POST", "/RST2.srf", step="webticket", body=body,
+                   content_type="application/soap+xml; charset=utf-8",
+                   response=lambda ts, fault=fault: lync.response(500, body=fault, content_type="application/soap+xml; charset=utf-8",
+                                                                   ts=ts, server=None))
+            c.close_all()
+            cap.net.advance(20.0)
+
+    a = _capture(tmp_path, "10-password-spray", build=scenario, name="o365-spray")
+    steps = {st.evidence_of("account")[0]: st for st in a.step_list}
+    assert set(steps) == {f"{u}@contoso.com" for u in answers}
+    assert all(st.step == "webticket" and st.auth == "soap" and st.credential for st in steps.values())
+    assert steps["amy@contoso.com"].failure_reason == "Office 365 refused the credentials: wrong user name or password"
+    assert steps["dan@contoso.com"].failure_reason == "Office 365 does not know this account (unknown user)"
+    mfa = steps["cat@contoso.com"]
+    assert mfa.failure_reason.startswith("Office 365 requires multi-factor authentication") and mfa.facts["password_accepted"]
+    (spray,) = [f for f in a.finding_list if f.id == "password-spray"]
+    assert "cat@contoso.com" not in " ".join(spray.evidence) and "amy@contoso.com" in " ".join(spray.evidence)

@@ -74,6 +74,26 @@ def first_forwarded(headers_value: str | None) -> str | None:
 NOT_ALLOWED = 28029
 
 
+#: Office 365's STS (RST2.srf) failure texts (PROTOCOL.md §5.8, §9.5) → (reason, what they say of
+#: the password).  "multi-factor" comes only once the password was right: spraying tools count it
+#: as a hit.
+STS_FAULTS = (
+    ("you must use multi-factor", "Office 365 requires multi-factor authentication for this account (the password was accepted)",
+     "password accepted"),
+    ("error validating credentials", "Office 365 refused the credentials: wrong user name or password", "refused"),
+    ("the user account does not exist", "Office 365 does not know this account (unknown user)", "refused"),
+    ("invalid sts request", "Office 365 refused the token request as invalid", "unchecked"),
+)
+
+
+def _sts_fault(body: bytes) -> tuple[str, str] | None:
+    text = body.decode("utf-8", "replace").lower()
+    for marker, reason, verdict in STS_FAULTS:
+        if marker in text:
+            return reason, verdict
+    return None
+
+
 class HttpClassifier:
     """Classifies every HTTP exchange of every connection; one instance per analysis."""
 
@@ -378,7 +398,14 @@ class HttpClassifier:
             step.failure_reason = f"web ticket refused: {meaning or answer.reason or answer.string or 'SOAP fault'}"
             step.failure_evidence = f"SOAP fault {answer.diagnostic()}"
             lower = (answer.reason or answer.string or "").lower()
-            if "disabled" in lower:
+            sts = _sts_fault(resp.body)
+            if sts is not None:
+                step.failure_reason, verdict = sts
+                if verdict == "password accepted":
+                    step.facts["password_accepted"] = True
+                elif verdict == "unchecked":
+                    step.facts["credentials_unchecked"] = True
+            elif "disabled" in lower:
                 step.failure_reason = "web ticket refused: the account is disabled"
             elif "sip uri" in lower and "does not match" in lower:
                 step.failure_reason = "the sign-in address does not belong to the credentials used"

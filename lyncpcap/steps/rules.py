@@ -30,6 +30,9 @@ RULES: tuple[UrlRule, ...] = tuple(
             _r("certprov", "certprov-mex", r"^/certprov/certprovisioningservice\.svc/mex(?:[/?]|$)", 100),
             _r("webticket", "webticket", r"^/webticket/webticketservice\.svc(?:/[^?]*)?(?:\?|$)", 90),
             _r("oauth", "oauthtoken", r"^/webticket/oauthtoken(?:[/?]|$)", 90),
+            # Office 365's security token service (login.microsoftonline.com, PROTOCOL.md §5.8)
+            _r("webticket", "o365-rst2", r"^/rst2\.srf(?:[?]|$)", 90),
+            _r("other", "o365-realm", r"^/getuserrealm\.srf(?:[?]|$)", 40),
             _r("certprov", "certprov", r"^/certprov/certprovisioningservice\.svc", 90),
             _r("autodiscover", "oauth-user", r"^/autodiscover/autodiscoverservice\.svc/root/oauth/user", 85),
             _r("autodiscover", "user", r"^/autodiscover/autodiscoverservice\.svc/root/user", 85),
