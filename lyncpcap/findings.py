@@ -98,6 +98,7 @@ class FindingsAccumulator:
         self._sessions: list[_SessionFacts] = []
         self._failures: list[_Failure] = []
         self._weak: list[_WeakNtlm] = []
+        self._accepted: list[tuple[str, str]] = []  # (client, account) whose password a server accepted before MFA
         self._foreign_srv: list[tuple[int, str | None, str, tuple[str, ...], str]] = []  # frame, session, name, targets, domain
         # server → method family → where it was first seen advertised
         self._methods: dict[str, dict[str, str]] = defaultdict(dict)
@@ -160,6 +161,9 @@ class FindingsAccumulator:
                     s.failure_reason,
                 )
             )
+        if s.facts.get("password_accepted"):
+            accounts = s.evidence_of("account")
+            self._accepted.append((s.client, accounts[0] if accounts else session_user or "an unnamed account"))
         if s.facts.get("srv_foreign_targets"):
             self._foreign_srv.append((s.frame, s.session, str(s.url), tuple(s.facts["srv_foreign_targets"]), str(s.facts.get("sip_domain"))))
         mex_methods = s.facts.get("mex_methods")
@@ -389,6 +393,12 @@ class FindingsAccumulator:
                 continue
             span = lst[-1].time - lst[0].time
             slow = span > t.spray_window_s
+            hits = sorted({a for client, a in self._accepted if client == src})
+            found = (
+                f" The password of {len(hits)} account(s) was right (the server asked only for the second factor): "
+                + ", ".join(hits) + "."
+                if hits else ""
+            )
             out.append(
                 Finding(
                     id="password-spray",
@@ -396,7 +406,7 @@ class FindingsAccumulator:
                     title=f"Password spraying from {src}" + (" (slow, spread over time)" if slow else ""),
                     detail=(
                         f"{src} failed to authenticate as {len(light)} different accounts with at most "
-                        f"{t.spray_max_tries} tries each over {span:.0f} s."
+                        f"{t.spray_max_tries} tries each over {span:.0f} s." + found
                     ),
                     sessions=tuple(sorted({f.session for f in lst if f.session}, key=_id_order)),
                     evidence=tuple(f"{names[k]}: {tries[k]} failed tries" for k in sorted(light)[:30]),

@@ -389,3 +389,4 @@ def test_office_365_sts_answers_to_a_spraying_tool(tmp_path: Path) -> None:
     assert mfa.failure_reason.startswith("Office 365 requires multi-factor authentication") and mfa.facts["password_accepted"]
     (spray,) = [f for f in a.finding_list if f.id == "password-spray"]
     assert "cat@contoso.com" not in " ".join(spray.evidence) and "amy@contoso.com" in " ".join(spray.evidence)
+    assert spray.detail.endswith("The password of 1 account(s) was right (the server asked only for the second factor): cat@contoso.com.")
