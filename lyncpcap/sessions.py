@@ -336,7 +336,8 @@ def _port_signal(step: Step) -> str | None:
     """Where a port says the client came from (PROTOCOL.md §12 item 4): Lync web requests to the
     Front End's external web site came through the reverse proxy; a REGISTER to port 443 went to
     the Access Edge.  None when the port says nothing."""
-    if step.step in WEB_SIGNAL_STEPS and step.server_port in EXTERNAL_WEB_PORTS:
+    if step.step in WEB_SIGNAL_STEPS and step.server_port in EXTERNAL_WEB_PORTS and not step.facts.get("via_forward_proxy"):
+        # (a forward proxy inside listens on 8080 too, but is sent absolute URLs or CONNECT)
         return f"web services on port {step.server_port}, the Front End's external web site (behind the reverse proxy)"
     if step.step == "sip-register" and step.server_port == EDGE_SIP_PORT:
         return "REGISTER to port 443, the Access Edge"
@@ -373,6 +374,7 @@ def _location(steps: list[Step], client: str) -> tuple[str, list[str]]:
     strong: Counter[str] = Counter()
     medium: Counter[str] = Counter()
     seen: dict[tuple[str, str], list[int]] = {}  # (verdict, signal) → frames, first seen first
+    ports: set[str] = set()
     for s in steps:
         for e in s.evidence:
             if e.kind == "location":
@@ -381,8 +383,10 @@ def _location(steps: list[Step], client: str) -> tuple[str, list[str]]:
                 seen.setdefault((e.value, e.source), []).append(s.frame)
         signal = _port_signal(s)
         if signal is not None:
-            medium["external"] += 1
+            ports.add(signal)
             seen.setdefault(("external", signal), []).append(s.frame)
+    if ports:
+        medium["external"] += len(ports)  # one vote per kind of port signal, however many requests
     evidence = [
         f"{value}: {source} (frame {frames[0]}" + (f", and {len(frames) - 1} more)" if len(frames) > 1 else ")")
         for (value, source), frames in seen.items()

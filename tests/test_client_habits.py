@@ -29,6 +29,7 @@ from lyncpcap.lab.flows import (
     user_200,
     user_401,
     webticket_kerberos,
+    webticket_ntlm,
 )
 from lyncpcap.lab.world import REALM, Capture, Client, Contoso, nxdomain
 from lyncpcap.steps.tables import client_of
@@ -390,3 +391,57 @@ def test_office_365_sts_answers_to_a_spraying_tool(tmp_path: Path) -> None:
     (spray,) = [f for f in a.finding_list if f.id == "password-spray"]
     assert "cat@contoso.com" not in " ".join(spray.evidence) and "amy@contoso.com" in " ".join(spray.evidence)
     assert spray.detail.endswith("The password of 1 account(s) was right (the server asked only for the second factor): cat@contoso.com.")
+
+
+def test_a_forward_proxy_on_8080_inside_is_not_the_front_ends_external_site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An internal desktop whose web requests go to a corporate proxy on port 8080 (absolute-form
+    targets, `GET http://host/path`): the port says nothing about where the client is."""
+    build_request = lync.request
+
+    def absolute_form(method: str, target: str, host: str, *args: Any, **kw: Any) -> bytes:
+        return build_request(method, f"http://{host}{target}", host, *args, **kw)
+
+    def scenario(cap: Capture) -> None:
+        w = Contoso(cap)
+        pc = cap.net.host("judy-pc", "10.0.10.44")
+        proxy = cap.net.host("proxy", "10.0.99.1")
+        cap.net.capture_host = pc
+        t = cap.session(kind="Lync 2013 desktop", location="internal", address="10.0.10.44", user="CONTOSO\\judy",
+                        auth_protocol="ntlm", outcome="failure", failure_step="webticket")
+        c = Client(cap, w, pc, t, ua=scenarios.DESKTOP_HTTP_UA, rtt=0.001)
+        c._server = lambda server: (pc, proxy, 8080)  # type: ignore[method-assign]
+        c.dns("lyncdiscoverinternal.contoso.com")
+        discover_xml(c, w.fe_host, "lyncdiscoverinternal.contoso.com", scenarios.sip("judy"), web=w.pool)
+        applies = scenarios.desktop_web_ticket_path(c, w, w.fe_host, w.pool, "judy", location="Internal")
+        webticket_ntlm(c, w.fe_host, w.pool, user="judy", password="Wrong1", workstation="JUDY-PC",
+                       sip_uri=scenarios.sip("judy"), applies_to=applies, accept=False)
+        c.close_all()
+
+    monkeypatch.setattr(lync, "request", absolute_form)
+    a = _capture(tmp_path, "09a-wrong-password", build=scenario, name="forward-proxy")
+    (session,) = a.session_list
+    assert all(st.server_port == 8080 and st.facts.get("via_forward_proxy") for st in session.steps if st.step != "dns")
+    assert session.location == "internal", session.location_evidence
+    assert "external-domain-credentials" not in [f.id for f in a.finding_list]
+
+
+def test_encodings_real_servers_and_clients_write() -> None:
+    """A SOAP fault in UTF-16 with its byte-order mark, an OAuth answer with a UTF-8 one, and a
+    UsernameToken written in plain text whose length happens to suit base64."""
+    import base64
+
+    from lyncpcap.protocols import oauth, wstrust
+
+    fault = lync.soap_fault(28020, "No valid security token.")
+    assert b"<s:Fault>" in fault
+    envelope = ('<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+                + fault.decode() + "</s:Body></s:Envelope>")
+    parsed = wstrust.try_parse(envelope.encode("utf-16"))  # BOM, then UTF-16-LE
+    assert isinstance(parsed, wstrust.SoapFault) and parsed.error_id == 28020
+    answer = oauth.parse_response(b'\xef\xbb\xbf{"error":"invalid_grant"}')
+    assert answer is not None and answer.error == "invalid_grant"
+    assert wstrust._maybe_b64("bobsmith") == "bobsmith"
+    assert wstrust._maybe_b64(base64.b64encode(b"CONTOSO\\alice").decode()) == "CONTOSO\\alice"
+    assert wstrust._maybe_b64(base64.b64encode("Jürgen".encode("utf-16-le")).decode()) == "Jürgen"

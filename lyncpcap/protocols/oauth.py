@@ -57,7 +57,7 @@ def parse_request(body: bytes) -> TokenRequest:
 
 def parse_response(body: bytes) -> TokenResponse | None:
     try:
-        doc = json.loads(body.decode("utf-8", "replace"))
+        doc = json.loads(body.decode("utf-8-sig", "replace"))  # some servers write a byte-order mark
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     if not isinstance(doc, dict):

@@ -82,7 +82,9 @@ def _maybe_b64(text: str) -> str:
             s = raw.decode(enc)
         except UnicodeDecodeError:
             continue
-        if s and s.isprintable():
+        if s and s.isprintable() and (enc == "utf-8" or max(map(ord, s)) < 0x800):
+            # UTF-16 only for alphabetic scripts: a plain-text name whose length is a multiple of 4
+            # ("bobsmith") is valid base64 too, and its bytes read as UTF-16 give CJK-looking noise
             return s
     return t
 

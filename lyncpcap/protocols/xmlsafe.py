@@ -77,5 +77,9 @@ def attr_local(el: Element, name: str) -> str | None:
 
 
 def looks_like_xml(data: bytes) -> bool:
+    bom = bytes(data[:2])
+    if bom in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 with its byte-order mark (a .NET client's choice)
+        text = bytes(data[2:202]).decode("utf-16-le" if bom == b"\xff\xfe" else "utf-16-be", "ignore")
+        return text.lstrip(" \t\r\n").startswith("<")
     head = data[:200].lstrip(b"\xef\xbb\xbf \t\r\n")
     return head.startswith(b"<")

@@ -133,6 +133,8 @@ class HttpClassifier:
         step.facts["kind"] = rule.kind if rule else "web"
         step.facts["lync"] = bool(rule and rule.lync)
         step.facts["host"] = host
+        if req.method == "CONNECT" or req.target.lower().startswith(("http://", "https://")):
+            step.facts["via_forward_proxy"] = True  # absolute-form or a tunnel: sent to a forward proxy
         if req.headers.get("X-Forwarded-For"):
             step.evidence.append(Evidence("location", "external", "X-Forwarded-For: the request came through a reverse proxy"))
             step.facts["forwarded"] = True
