@@ -445,3 +445,51 @@ def test_encodings_real_servers_and_clients_write() -> None:
     assert wstrust._maybe_b64("bobsmith") == "bobsmith"
     assert wstrust._maybe_b64(base64.b64encode(b"CONTOSO\\alice").decode()) == "CONTOSO\\alice"
     assert wstrust._maybe_b64(base64.b64encode("Jürgen".encode("utf-16-le")).decode()) == "Jürgen"
+
+
+class _AnswersOnTheHeaders:
+    """A connection whose server answers 401 as soon as a request's headers are in, while the
+    rest of its body is still on the wire (IIS does so; so does any server to `Expect:
+    100-continue` when it will refuse)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.tcp = getattr(conn, "tcp", conn)
+        self._rest = b""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def send(self, data: bytes, *, gap: float = 0.0) -> None:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep and len(body) > 1:
+            self._rest = body[len(body) // 2 :]
+            data = head + sep + body[: len(body) // 2]
+        self._conn.send(data, gap=gap)
+
+    def reply(self, data: bytes, *, think: float = 0.02) -> None:
+        rest, self._rest = self._rest, b""
+        if rest and data.split(b" ", 2)[1] == b"401":
+            self._conn.reply(data, think=0.002)  # the answer first, then the end of the request
+            self._conn.send(rest, gap=0.001)
+            return
+        if rest:
+            self._conn.send(rest)
+        self._conn.reply(data, think=think)
+
+
+@pytest.mark.parametrize("name", ["02-desktop-external-ntlm", "09a-wrong-password", "12-internal-spn-missing"])
+def test_an_answer_before_the_end_of_its_request_belongs_to_that_request(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    as_built = _capture(tmp_path / "as-built", name)
+    reference, reference_steps = _sessions(as_built), [(st.step, st.status, st.result) for st in as_built.step_list]
+    connect = world.Client.conn
+
+    def early(self: Client, *args: Any, **kw: Any) -> Any:
+        return _AnswersOnTheHeaders(connect(self, *args, **kw))
+
+    monkeypatch.setattr(world.Client, "conn", early)
+    a = _capture(tmp_path / "early", name)
+    assert _sessions(a) == reference
+    assert [(st.step, st.status, st.result) for st in a.step_list] == reference_steps

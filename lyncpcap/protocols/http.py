@@ -562,6 +562,9 @@ class HttpStream:
         self.count = 0
         self._interim: list[int] = []
         self._gap_seen = False  # the server's direction lost bytes while requests were waiting
+        # answers that came while their request's body was still arriving (a server that answers on
+        # the headers: IIS's 401 to a large POST, Expect: 100-continue without the 100)
+        self._early: deque[HttpResponse] = deque()
         self.stream = MessageStream("http", self._message, self._body_rule, self._lost)
 
     @property
@@ -604,7 +607,10 @@ class HttpStream:
         if 100 <= status < 200 or status in (204, 304):
             return 0
         req = self.pending[0] if self.pending else None
-        if req is not None and (req.method == "HEAD" or (req.method == "CONNECT" and 200 <= status < 300)):
+        method = req.method if req is not None else None
+        if method is None and self.stream.readers[0].head is not None:  # answered before its body ended
+            method = self.stream.readers[0].head[0].split(" ", 1)[0]
+        if method == "HEAD" or (method == "CONNECT" and 200 <= status < 300):
             return 0
         if "chunked" in te:
             return "chunked"
@@ -644,6 +650,9 @@ class HttpStream:
                 truncated=truncated,
                 peer_acked=self.stream.readers[0].head_acked,
             )
+            if self._early and not self.pending:
+                self._flush_request(req, self._early.popleft(), lost=False)
+                return
             self.pending.append(req)
             return
         parts = start.split(" ", 2)
@@ -668,7 +677,9 @@ class HttpStream:
         )
         self._interim = []
         if not self.pending:
-            return  # a response whose request we never saw (capture started mid-stream)
+            if self.stream.readers[0].head is not None:
+                self._early.append(resp)  # its request's head is here, its body still coming
+            return  # else: a response whose request we never saw (capture started mid-stream)
         if self._gap_seen and len(self.pending) > 1:
             # After a capture gap, a response that starts exactly where a waiting request had
             # acknowledged the server's bytes answers that request; older ones lost their answers.
