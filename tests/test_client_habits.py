@@ -493,3 +493,39 @@ def test_an_answer_before_the_end_of_its_request_belongs_to_that_request(
     a = _capture(tmp_path / "early", name)
     assert _sessions(a) == reference
     assert [(st.step, st.status, st.result) for st in a.step_list] == reference_steps
+
+
+@pytest.mark.parametrize("name", ["08-ucwa-mobile-oauth", "12-internal-spn-missing", "09a-wrong-password"])
+def test_challenges_listed_in_one_header_are_each_read(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 7235 lets a server list its challenges in one WWW-Authenticate header (`Negotiate,
+    NTLM`; `Bearer trusted_issuers="…", MsRtcOAuth href="…",grant_type="…"`): the same reading as
+    one header per challenge."""
+    as_built = _capture(tmp_path / "as-built", name)
+    respond = lync.response
+
+    def one_header(status: int, headers: list[tuple[str, str]] | None = None, *args: Any, **kw: Any) -> bytes:
+        listed = [v for k, v in headers or [] if k.lower() == "www-authenticate"]
+        if len(listed) > 1:
+            headers = [(k, v) for k, v in headers or [] if k.lower() != "www-authenticate"]
+            headers.append(("WWW-Authenticate", ", ".join(listed)))
+        return respond(status, headers, *args, **kw)
+
+    monkeypatch.setattr(lync, "response", one_header)
+    a = _capture(tmp_path / "one-header", name)
+    assert _sessions(a) == _sessions(as_built)
+    assert [(st.step, st.result, st.facts.get("offered"), st.facts.get("oauth_grants")) for st in a.step_list] == [
+        (st.step, st.result, st.facts.get("offered"), st.facts.get("oauth_grants")) for st in as_built.step_list
+    ]
+    assert [(f.id, f.detail) for f in a.finding_list] == [(f.id, f.detail) for f in as_built.finding_list]
+
+
+def test_challenge_lists_split_where_a_scheme_starts() -> None:
+    from lyncpcap.protocols.httpauth import challenges
+
+    assert challenges("Negotiate, NTLM") == ["Negotiate", "NTLM"]
+    assert challenges('Bearer trusted_issuers="a@b", client_id="4", MsRtcOAuth href="https://x/oauthtoken",grant_type="a,b"') == [
+        'Bearer trusted_issuers="a@b", client_id="4"', 'MsRtcOAuth href="https://x/oauthtoken", grant_type="a,b"']
+    assert challenges('NTLM qop="auth", realm="SIP Communications Service", version=4') == [
+        'NTLM qop="auth", realm="SIP Communications Service", version=4']
+    assert challenges("MsRtcOAuth href=https://x,grant_type=urn:microsoft.rtc:windows,password") == [
+        "MsRtcOAuth href=https://x, grant_type=urn:microsoft.rtc:windows, password"]

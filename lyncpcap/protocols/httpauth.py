@@ -6,6 +6,7 @@ SIP `NTLM qop="auth", realm="SIP Communications Service", targetname="…", gssa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -82,5 +83,31 @@ def parse(value: str) -> AuthValue:
     return AuthValue(scheme=scheme, params=params)
 
 
+_CHALLENGE_START = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:\s|$)")
+
+
+def challenges(value: str) -> list[str]:
+    """The challenges of one WWW-Authenticate / Proxy-Authenticate value: RFC 7235 lets a server
+    list several in one header (`Negotiate, NTLM`; `Bearer trusted_issuers="…", MsRtcOAuth
+    href="…",grant_type="…"`).  A comma-separated part that starts with a scheme (a token then a
+    space, or a token alone) starts a challenge; the others (`name=value`) are its parameters."""
+    if "," not in value:
+        return [value] if value.strip() else []
+    out: list[str] = []
+    for part in _split_params(value):
+        m = _CHALLENGE_START.match(part)
+        # a bare word is a scheme only if it is one (an unquoted list value such as `password` is not)
+        if not out or (m and (m.end() < len(part) or part.lower() in BARE_SCHEMES)):
+            out.append(part)
+        else:
+            out[-1] += ", " + part
+    return out
+
+
+#: Schemes a server may offer without parameters.
+BARE_SCHEMES = frozenset({"negotiate", "ntlm", "kerberos", "tls-dsk", "basic", "digest", "bearer", "msrtcoauth", "nego2"})
+
+
 def parse_all(values: list[str]) -> list[AuthValue]:
-    return [parse(v) for v in values if v.strip()]
+    """Every challenge (or credential) of a header's values, in order."""
+    return [parse(c) for v in values for c in challenges(v)]

@@ -240,8 +240,7 @@ class HttpClassifier:
         if resp is None:
             return
         offered = []
-        for value in resp.headers.get_all("WWW-Authenticate"):
-            av = httpauth.parse(value)
+        for av in httpauth.parse_all(resp.headers.get_all("WWW-Authenticate")):
             offered.append(av.scheme)
             if av.lscheme == "msrtcoauth":
                 ch = oauth.parse_challenge(av.param("href"), av.param("grant_type"))
@@ -309,11 +308,11 @@ class HttpClassifier:
             if resp.headers.get("X-MS-WebTicketURL"):
                 step.facts["webticket_url"] = resp.headers.get("X-MS-WebTicketURL")
                 details.append("asks for a web ticket")
-            elif any(v.lower().startswith("msrtcoauth") for v in resp.headers.get_all("WWW-Authenticate")):
+            elif any(av.lscheme == "msrtcoauth" for av in httpauth.parse_all(resp.headers.get_all("WWW-Authenticate"))):
                 details.append("asks for an OAuth token")
             else:
                 details.append("401 without X-MS-WebTicketURL or MsRtcOAuth: a reverse proxy may be pre-authenticating")
-                schemes = [v.split(" ", 1)[0].rstrip(",") for v in resp.headers.get_all("WWW-Authenticate")]
+                schemes = [av.scheme for av in httpauth.parse_all(resp.headers.get_all("WWW-Authenticate"))]
                 step.facts["bare_401"] = ", ".join(schemes) or "no WWW-Authenticate"
             step.result = "challenge"
             return
