@@ -22,6 +22,7 @@ from lyncpcap.lab.flows import (
     discover_json,
     discover_xml,
     mex,
+    oauth_token,
     oauth_user_401,
     sip_leg,
     sip_offer,
@@ -529,3 +530,35 @@ def test_challenge_lists_split_where_a_scheme_starts() -> None:
         'NTLM qop="auth", realm="SIP Communications Service", version=4']
     assert challenges("MsRtcOAuth href=https://x,grant_type=urn:microsoft.rtc:windows,password") == [
         "MsRtcOAuth href=https://x, grant_type=urn:microsoft.rtc:windows, password"]
+
+
+def test_a_reverse_proxys_pooled_connection_keeps_each_users_identity(tmp_path: Path) -> None:
+    """Captured on the reverse proxy's inside: it carries two phones' requests on one keep-alive
+    connection to the Front End (X-Forwarded-For tells them apart).  Neither user's name reaches
+    the other's steps."""
+
+    def scenario(cap: Capture) -> None:
+        w = Contoso(cap)
+        cap.net.capture_host = w.rp_int
+        phones = []
+        for user, address in (("alice", "198.51.100.10"), ("bob", "198.51.100.20")):
+            t = cap.session(kind="Lync 2013 Android", location="external", address=address, user=f"{user}@contoso.com",
+                            auth_protocol="password", outcome="success")
+            phones.append(Client(cap, w, w.rp_int, t, ua=scenarios.ANDROID_UA, rtt=0.0009, via_rp=w.rp_int, public_ip=address))
+        alice, bob = phones
+        bob.conns = alice.conns  # one pooled connection
+        discover_json(alice, w.rp_ext, "lyncdiscover.contoso.com", web=w.ext_web)
+        oauth_user_401(alice, w.rp_ext, w.ext_web)
+        discover_json(bob, w.rp_ext, "lyncdiscover.contoso.com", web=w.ext_web)
+        oauth_user_401(bob, w.rp_ext, w.ext_web)
+        oauth_token(bob, w.rp_ext, w.ext_web, "password", username="bob@contoso.com", password="Bob-Pass1")
+        oauth_token(alice, w.rp_ext, w.ext_web, "password", username="alice@contoso.com", password="Alice-Pass1")
+        alice.close_all()
+
+    a = _capture(tmp_path, "09b-locked-account", build=scenario, name="pooled")
+    assert len({st.conn for st in a.step_list}) == 1
+    assert [(s.client_address, s.user) for s in a.session_list] == [("198.51.100.10", "alice@contoso.com"),
+                                                                     ("198.51.100.20", "bob@contoso.com")]
+    for s in a.session_list:
+        named = {e.value for st in s.steps for e in st.evidence if e.kind == "account"}
+        assert named == {s.user}, (s.client_address, named)

@@ -54,7 +54,8 @@ class ConnState:
 
     endpoints: Endpoints
     scheme: str
-    attempt: Attempt = field(default_factory=Attempt)
+    # per client: a reverse proxy may carry several users' requests on one connection to the pool
+    attempts: dict[str, Attempt] = field(default_factory=dict)
     ntlm_challenge: bytes = b""  # the server challenge of the NTLM handshake in progress
 
 
@@ -155,7 +156,10 @@ class HttpClassifier:
         if ex.response_lost:
             details.append("response lost in a capture gap")
         step.detail = "; ".join(d for d in details if d)
-        state.attempt.add(step)
+        attempt = state.attempts.get(step.client)
+        if attempt is None:
+            attempt = state.attempts[step.client] = Attempt()
+        attempt.add(step)
         self.out.add_step(step)
 
     # ---------------------------------------------------------------------------------------
