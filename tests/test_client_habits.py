@@ -562,3 +562,71 @@ def test_a_reverse_proxys_pooled_connection_keeps_each_users_identity(tmp_path: 
     for s in a.session_list:
         named = {e.value for st in s.steps for e in st.evidence if e.kind == "account"}
         assert named == {s.user}, (s.client_address, named)
+
+
+def test_ad_fs_2_forms_sign_in_is_read() -> None:
+    """AD FS 2.0 (FormsSignIn.aspx) names its fields the ASP.NET WebForms way and reports a wrong
+    password in `ctl00_ContentPlaceHolder1_ErrorTextLabel`."""
+    from lyncpcap.protocols import adfs
+
+    form = (b"__VIEWSTATE=%2FwEPDw&ctl00%24ContentPlaceHolder1%24UsernameTextBox=CONTOSO%5Csam"
+            b"&ctl00%24ContentPlaceHolder1%24PasswordTextBox=Sam-forgot&ctl00%24ContentPlaceHolder1%24SubmitButton=Sign+In")
+    req = adfs.parse_request("wa=wsignin1.0&wtrealm=https%3A%2F%2Flyncpool.contoso.com%2Fpassiveauth%2F", form)
+    assert req.username == "CONTOSO\\sam" and req.password is not None and req.password.value == "Sam-forgot"
+    page = adfs.parse_page(b'<form><input name="ctl00$ContentPlaceHolder1$PasswordTextBox" type="password" />'
+                           b'<span id="ctl00_ContentPlaceHolder1_ErrorTextLabel">The user name or password is incorrect</span></form>')
+    assert page.login_form and page.error_text == "The user name or password is incorrect"
+
+
+@pytest.mark.parametrize("accept", [True, False])
+def test_an_authenticating_forward_proxy(accept: bool, tmp_path: Path) -> None:
+    """A desktop behind a forward proxy that wants NTLM (407, Proxy-Authenticate): its 407s are the
+    proxy's challenges, and a 407 after a complete NTLM AUTHENTICATE is the proxy refusing."""
+    from lyncpcap.lab.ntlmmsg import NtlmClient, challenge
+    from lyncpcap.lab.world import DOMAIN, NETBIOS
+
+    def scenario(cap: Capture) -> None:
+        w = Contoso(cap)
+        pc = cap.net.host("pc", "10.0.10.90")
+        proxy = cap.net.host("proxy", "10.0.10.1")
+        cap.net.capture_host = pc
+        t = cap.session(kind="Lync 2013 desktop", location="internal", address="10.0.10.90", user=None,
+                        auth_protocol="unknown", outcome="success" if accept else "failure")
+        c = Client(cap, w, pc, t, ua=scenarios.DESKTOP_HTTP_UA, rtt=0.001)
+        conn = cap.net.tcp(pc, proxy, 8080, rtt=0.001)
+        target = "http://lyncdiscover.contoso.com/?sipuri=alice@contoso.com"
+
+        def request(extra: list[tuple[str, str]]) -> bytes:
+            return lync.request("GET", target, "lyncdiscover.contoso.com", [("Accept", lync.AUTODISCOVER_XML), *extra], user_agent=c.ua)
+
+        def refused(headers: list[tuple[str, str]]) -> bytes:
+            return lync.response(407, headers, body=b"<html>Proxy Authentication Required</html>", content_type="text/html", ts=cap.now)
+
+        conn.send(request([]))
+        conn.reply(refused([("Proxy-Authenticate", "Negotiate"), ("Proxy-Authenticate", "NTLM")]))
+        ntlm = NtlmClient("alice", NETBIOS, "Passw0rd!", "PC01", rng=c.rng)
+        negotiate = ntlm.negotiate()
+        ch = challenge(target_name=NETBIOS, nb_domain=NETBIOS, nb_computer="PROXY", dns_domain=DOMAIN, dns_computer="proxy.contoso.com",
+                       dns_tree=DOMAIN, timestamp=cap.when, rng=c.rng, flags_from=negotiate)
+        conn.send(request([("Proxy-Authorization", "NTLM " + lync.b64(negotiate))]))
+        conn.reply(refused([("Proxy-Authenticate", "NTLM " + lync.b64(ch))]))
+        conn.send(request([("Proxy-Authorization", "NTLM " + lync.b64(ntlm.authenticate(ch, spn="HTTP/proxy.contoso.com")))]))
+        if accept:
+            conn.reply(lync.response(200, body=lync.autodiscover_root_xml(w.pool, DOMAIN), content_type=lync.AUTODISCOVER_XML,
+                                     ts=cap.now, lync=w.fe, rng=c.rng))
+        else:
+            conn.reply(refused([("Proxy-Authenticate", "Negotiate"), ("Proxy-Authenticate", "NTLM")]))
+        conn.close(by="client")
+
+    a = _capture(tmp_path, "01-desktop-internal-kerberos", build=scenario, name=f"proxy-407-{accept}")
+    steps = [st for st in a.step_list if st.step == "autodiscover"]
+    assert [(st.status, st.result) for st in steps[:2]] == [(407, "challenge"), (407, "challenge")]
+    assert "the forward proxy asks for authentication" in steps[0].detail
+    last = steps[2]
+    if accept:
+        assert last.status == 200 and last.result != "failure"
+    else:
+        assert (last.status, last.result) == (407, "failure")
+        assert last.failure_reason == "the forward proxy refused the credentials (Proxy-Authorization)"
+        (session,) = a.session_list
+        assert session.outcome == "failure" and session.failure is not None and session.failure["step"] == "autodiscover"

@@ -1,6 +1,7 @@
 """AD FS passive sign-in (WS-Federation) and the Lync `/PassiveAuth` relying party.
 
-Recognises `wa=wsignin1.0` requests, forms sign-in (`UserName`/`Password`/`AuthMethod`), second-factor
+Recognises `wa=wsignin1.0` requests, forms sign-in (`UserName`/`Password`/`AuthMethod`, or AD FS 2.0's
+`…$UsernameTextBox`/`…$PasswordTextBox`), second-factor
 pages and posts, the auto-submitted `wresult` token, `errorText` failures and the `FedAuth` cookie.
 """
 
@@ -15,9 +16,20 @@ from lyncpcap.secrets import Secret
 PRIMARY_METHODS = frozenset(
     {"formsauthentication", "windowsauthentication", "certificateauthentication", "deviceauthentication"}
 )
+# AD FS 2012 R2 and later: `errorText`; AD FS 2.0's FormsSignIn.aspx: `ctl00_ContentPlaceHolder1_ErrorTextLabel`
 _ERROR_TEXT = re.compile(
-    rb"""<[^>]*id\s*=\s*["']errorText["'][^>]*>(.*?)</""", re.IGNORECASE | re.DOTALL
+    rb"""<[^>]*id\s*=\s*["'](?:errorText|\w*ErrorTextLabel)["'][^>]*>(.*?)</""", re.IGNORECASE | re.DOTALL
 )
+#: Form fields by the last part of their name (AD FS 2.0 names them `ctl00$ContentPlaceHolder1$UsernameTextBox`).
+_USER_FIELDS = ("username", "usernametextbox")
+_PASSWORD_FIELDS = ("password", "passwordtextbox")
+
+
+def _field(form: dict[str, str], names: tuple[str, ...]) -> str | None:
+    for key, value in form.items():
+        if key.rsplit("$", 1)[-1].lower() in names and value:
+            return value
+    return None
 _TAGS = re.compile(r"<[^>]+>")
 _MFA_MARKERS = (
     b"additionalauthentication",
@@ -62,14 +74,14 @@ def parse_request(query: str, body: bytes) -> WsFedRequest:
     otp_field = next((k for k in f if k.lower() in ("otp", "verificationcode", "challengequestionanswer", "pin")), None)
     second = bool(method and method.lower() not in PRIMARY_METHODS) or otp_field is not None
     wresult = merged.get("wresult")
-    pw = f.get("Password") or f.get("password")
+    pw = _field(f, _PASSWORD_FIELDS)
     return WsFedRequest(
         wa=merged.get("wa"),
         wtrealm=merged.get("wtrealm"),
         wctx_present="wctx" in merged,
         wreply=merged.get("wreply"),
         wresult=Secret("saml", wresult) if wresult else None,
-        username=f.get("UserName") or f.get("username") or None,
+        username=_field(f, _USER_FIELDS),
         password=Secret("password", pw) if pw else None,
         auth_method=method,
         second_factor=second,

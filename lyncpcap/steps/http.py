@@ -95,6 +95,24 @@ def _sts_fault(body: bytes) -> tuple[str, str] | None:
     return None
 
 
+def _proxy_credentials(req: HttpRequest) -> tuple[str, bool]:
+    """(scheme, complete) of a request's Proxy-Authorization: complete for Basic, an NTLM
+    AUTHENTICATE or a Kerberos AP-REQ; ("", False) without one."""
+    value = req.headers.get("Proxy-Authorization")
+    if not value:
+        return "", False
+    av = httpauth.parse(value)
+    if av.lscheme == "basic":
+        return av.scheme, True
+    if av.lscheme in ("ntlm", "negotiate", "kerberos") and av.token:
+        tok = decode_token(b64decode(av.token))
+        if tok is not None and tok.ntlm is not None:
+            return av.scheme, tok.ntlm.message_type == 3
+        if tok is not None and tok.protocol == "kerberos":
+            return av.scheme, bool(tok.complete_credential)
+    return av.scheme, False
+
+
 class HttpClassifier:
     """Classifies every HTTP exchange of every connection; one instance per analysis."""
 
@@ -602,6 +620,18 @@ class HttpClassifier:
             return  # the step's own handler has decided
         diag = step.facts.get("diagnostic")
         diag_id = tables.diagnostic_id(diag) if diag else None
+        if status == 407:
+            # a forward proxy on the way, not the Lync server, wants credentials (Proxy-Authorization)
+            scheme, complete = _proxy_credentials(req)
+            if complete:
+                step.result = "failure"
+                step.failure_reason = "the forward proxy refused the credentials (Proxy-Authorization)"
+                step.failure_evidence = f"HTTP 407 {resp.reason} after complete {scheme} proxy credentials".replace("  ", " ")
+                details.append(step.failure_reason)
+            else:
+                step.result = "challenge"
+                details.append("the forward proxy asks for authentication" + (f" ({scheme} handshake)" if scheme else ""))
+            return
         if status in (401, 407):
             if step.credential and diag_id == NOT_ALLOWED:
                 # the credentials were never checked: the pool does not take this method at all
