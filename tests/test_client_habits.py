@@ -630,3 +630,28 @@ def test_an_authenticating_forward_proxy(accept: bool, tmp_path: Path) -> None:
         assert last.failure_reason == "the forward proxy refused the credentials (Proxy-Authorization)"
         (session,) = a.session_list
         assert session.outcome == "failure" and session.failure is not None and session.failure["step"] == "autodiscover"
+
+
+def test_a_forward_proxy_that_cannot_reach_the_server_is_named(tmp_path: Path) -> None:
+    """`CONNECT lyncdiscover.contoso.com:443` answered 502 by a forward proxy inside: the proxy
+    could not reach the server (not the reverse proxy failing to reach the Front End)."""
+
+    def scenario(cap: Capture) -> None:
+        w = Contoso(cap)
+        pc = cap.net.host("pc", "10.0.10.90")
+        proxy = cap.net.host("proxy", "10.0.10.1")
+        cap.net.capture_host = pc
+        t = cap.session(kind="Lync 2013 desktop", location="internal", address="10.0.10.90", user=None,
+                        auth_protocol="unknown", outcome="failure")
+        c = Client(cap, w, pc, t, ua=scenarios.DESKTOP_HTTP_UA, rtt=0.001)
+        nxdomain(c, "lyncdiscoverinternal.contoso.com")
+        c.dns("lyncdiscover.contoso.com")
+        conn = cap.net.tcp(pc, proxy, 8080, rtt=0.001)
+        conn.send(b"CONNECT lyncdiscover.contoso.com:443 HTTP/1.1\r\nHost: lyncdiscover.contoso.com:443\r\n"
+                  b"User-Agent: " + scenarios.DESKTOP_HTTP_UA.encode() + b"\r\n\r\n")
+        conn.reply(lync.response(502, body=b"<html>Cannot connect</html>", content_type="text/html", ts=cap.now, server=None))
+        conn.close(by="client")
+
+    a = _capture(tmp_path, "01-desktop-internal-kerberos", build=scenario, name="connect-502")
+    (step,) = [st for st in a.step_list if st.method == "CONNECT"]
+    assert step.failure_reason == "Autodiscover request failed: the forward proxy could not reach lyncdiscover.contoso.com:443 (502 Bad Gateway)"

@@ -670,6 +670,8 @@ class HttpClassifier:
         # 4xx / 5xx without a more specific verdict
         step.result = "failure"
         meaning = tables.http_status_meaning(status) or resp.reason
+        if status in (502, 503, 504) and step.facts.get("via_forward_proxy"):
+            meaning = f"the forward proxy could not reach {step.facts.get('host') or 'the server'} ({status} {resp.reason})".replace(" )", ")")
         reason = {
             "mex": "web ticket metadata (MEX) not available",
             "autodiscover": "Autodiscover request failed",
