@@ -51,6 +51,18 @@ def _sessions(a: lyncpcap.Analysis) -> list[tuple[object, ...]]:
              tuple(re.sub(r" \(frame \d+", " (frame", e) for e in s.location_evidence)) for s in a.session_list]
 
 
+def _at_client(cap: Capture, name: str, address: str, *, ua: str, rtt: float, kind: str, location: str,
+               user: str | None = None, auth_protocol: str = "unknown", outcome: str = "incomplete",
+               **truth: Any) -> tuple[Contoso, Client]:
+    """The lab's Contoso and one client on its own machine, where the capture is taken."""
+    w = Contoso(cap)
+    host = cap.net.host(name, address)
+    cap.net.capture_host = host
+    t = cap.session(kind=kind, location=location, address=address, user=user, auth_protocol=auth_protocol, outcome=outcome,
+                    **truth)
+    return w, Client(cap, w, host, t, ua=ua, rtt=rtt)
+
+
 @pytest.mark.parametrize("name", ["01-desktop-internal-kerberos", "03-windows-phone-ntlm", "08-ucwa-mobile-oauth"])
 def test_aaaa_lookups_beside_the_a_lookups_change_nothing(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Windows asks for A and AAAA; an IPv4-only deployment answers AAAA with an empty NOERROR.
@@ -190,12 +202,8 @@ def test_a_chain_of_redirects_to_new_places_is_not_a_loop(tmp_path: Path) -> Non
     not seen before, are progress (PROTOCOL.md §2.1, §12.5: flag only repeats)."""
 
     def scenario(cap: Capture) -> None:
-        w = Contoso(cap)
-        phone = cap.net.host("phone", "192.168.9.30")
-        cap.net.capture_host = phone
-        t = cap.session(kind="Lync 2013 Android", location="external", address="192.168.9.30", user=None,
-                        auth_protocol="unknown", outcome="incomplete")
-        c = Client(cap, w, phone, t, ua=scenarios.ANDROID_UA, rtt=0.04)
+        w, c = _at_client(cap, "phone", "192.168.9.30", ua=scenarios.ANDROID_UA, rtt=0.04, kind="Lync 2013 Android",
+                          location="external")
         c.dns("lyncdiscover.contoso.com")
         chain = ["lyncdiscover.contoso.com", "lyncdirector.contoso.com", "lyncweb2.contoso.com", "lyncweb.contoso.com",
                  "lyncpool.contoso.com"]
@@ -232,12 +240,8 @@ def test_the_meeting_simple_url_on_its_own_host_is_the_join_page(tmp_path: Path,
 def _smart_card_from_outside(cap: Capture) -> None:
     """A desktop outside signs in to a 2FA pool; AD FS authenticates it by its smart card (a TLS
     client certificate, PROTOCOL.md §5.7, §10.7 step 3): no form, no one-time password."""
-    w = Contoso(cap)
-    laptop = cap.net.host("ivy-laptop", "192.168.5.20")
-    cap.net.capture_host = laptop
-    t = cap.session(kind="Lync 2013 desktop", location="external", address="192.168.5.20", user="ivy@contoso.com",
-                    auth_protocol="passive", outcome="success")
-    c = Client(cap, w, laptop, t, ua=scenarios.DESKTOP_HTTP_UA, rtt=0.03)
+    w, c = _at_client(cap, "ivy-laptop", "192.168.5.20", ua=scenarios.DESKTOP_HTTP_UA, rtt=0.03, kind="Lync 2013 desktop",
+                      location="external", user="ivy@contoso.com", auth_protocol="passive", outcome="success")
     c.smart_card = "ivy"
     rng = cap.rng
     nxdomain(c, "lyncdiscoverinternal.contoso.com")
@@ -296,12 +300,8 @@ def test_an_srv_record_pointing_outside_the_sip_domain_is_named(tmp_path: Path) 
     does not trust it; the lookup says so, and a configuration finding names the record."""
 
     def scenario(cap: Capture) -> None:
-        w = Contoso(cap)
-        pc = cap.net.host("pc", "10.0.10.90")
-        cap.net.capture_host = pc
-        t = cap.session(kind="Lync 2010 desktop", location="internal", address="10.0.10.90", user=None,
-                        auth_protocol="unknown", outcome="incomplete")
-        c = Client(cap, w, pc, t, ua=scenarios.LYNC2010_UA, rtt=0.001)
+        _w, c = _at_client(cap, "pc", "10.0.10.90", ua=scenarios.LYNC2010_UA, rtt=0.001, kind="Lync 2010 desktop",
+                           location="internal")
         c.dns("_sipinternaltls._tcp.contoso.com", "SRV", answers=[("_sipinternaltls._tcp.contoso.com", "SRV", "0 0 5061 pool01.corp.fabrikam.net")])
         c.dns("_sip._tls.contoso.com", "SRV", answers=[("_sip._tls.contoso.com", "SRV", "0 0 443 sip.contoso.com")])
         leg = sip_leg(c, sip_uri=scenarios.sip("wendy"), ua=scenarios.LYNC2010_UA)
@@ -405,14 +405,11 @@ def test_a_forward_proxy_on_8080_inside_is_not_the_front_ends_external_site(
         return build_request(method, f"http://{host}{target}", host, *args, **kw)
 
     def scenario(cap: Capture) -> None:
-        w = Contoso(cap)
-        pc = cap.net.host("judy-pc", "10.0.10.44")
+        w, c = _at_client(cap, "judy-pc", "10.0.10.44", ua=scenarios.DESKTOP_HTTP_UA, rtt=0.001, kind="Lync 2013 desktop",
+                          location="internal", user="CONTOSO\\judy", auth_protocol="ntlm", outcome="failure",
+                          failure_step="webticket")
         proxy = cap.net.host("proxy", "10.0.99.1")
-        cap.net.capture_host = pc
-        t = cap.session(kind="Lync 2013 desktop", location="internal", address="10.0.10.44", user="CONTOSO\\judy",
-                        auth_protocol="ntlm", outcome="failure", failure_step="webticket")
-        c = Client(cap, w, pc, t, ua=scenarios.DESKTOP_HTTP_UA, rtt=0.001)
-        c._server = lambda server: (pc, proxy, 8080)  # type: ignore[method-assign]
+        c._server = lambda server: (c.host, proxy, 8080)  # type: ignore[method-assign]
         c.dns("lyncdiscoverinternal.contoso.com")
         discover_xml(c, w.fe_host, "lyncdiscoverinternal.contoso.com", scenarios.sip("judy"), web=w.pool)
         applies = scenarios.desktop_web_ticket_path(c, w, w.fe_host, w.pool, "judy", location="Internal")
@@ -586,14 +583,9 @@ def test_an_authenticating_forward_proxy(accept: bool, tmp_path: Path) -> None:
     from lyncpcap.lab.world import DOMAIN, NETBIOS
 
     def scenario(cap: Capture) -> None:
-        w = Contoso(cap)
-        pc = cap.net.host("pc", "10.0.10.90")
-        proxy = cap.net.host("proxy", "10.0.10.1")
-        cap.net.capture_host = pc
-        t = cap.session(kind="Lync 2013 desktop", location="internal", address="10.0.10.90", user=None,
-                        auth_protocol="unknown", outcome="success" if accept else "failure")
-        c = Client(cap, w, pc, t, ua=scenarios.DESKTOP_HTTP_UA, rtt=0.001)
-        conn = cap.net.tcp(pc, proxy, 8080, rtt=0.001)
+        w, c = _at_client(cap, "pc", "10.0.10.90", ua=scenarios.DESKTOP_HTTP_UA, rtt=0.001, kind="Lync 2013 desktop",
+                          location="internal", outcome="success" if accept else "failure")
+        conn = cap.net.tcp(c.host, cap.net.host("proxy", "10.0.10.1"), 8080, rtt=0.001)
         target = "http://lyncdiscover.contoso.com/?sipuri=alice@contoso.com"
 
         def request(extra: list[tuple[str, str]]) -> bytes:
@@ -637,16 +629,11 @@ def test_a_forward_proxy_that_cannot_reach_the_server_is_named(tmp_path: Path) -
     could not reach the server (not the reverse proxy failing to reach the Front End)."""
 
     def scenario(cap: Capture) -> None:
-        w = Contoso(cap)
-        pc = cap.net.host("pc", "10.0.10.90")
-        proxy = cap.net.host("proxy", "10.0.10.1")
-        cap.net.capture_host = pc
-        t = cap.session(kind="Lync 2013 desktop", location="internal", address="10.0.10.90", user=None,
-                        auth_protocol="unknown", outcome="failure")
-        c = Client(cap, w, pc, t, ua=scenarios.DESKTOP_HTTP_UA, rtt=0.001)
+        _w, c = _at_client(cap, "pc", "10.0.10.90", ua=scenarios.DESKTOP_HTTP_UA, rtt=0.001, kind="Lync 2013 desktop",
+                           location="internal", outcome="failure")
         nxdomain(c, "lyncdiscoverinternal.contoso.com")
         c.dns("lyncdiscover.contoso.com")
-        conn = cap.net.tcp(pc, proxy, 8080, rtt=0.001)
+        conn = cap.net.tcp(c.host, cap.net.host("proxy", "10.0.10.1"), 8080, rtt=0.001)
         conn.send(b"CONNECT lyncdiscover.contoso.com:443 HTTP/1.1\r\nHost: lyncdiscover.contoso.com:443\r\n"
                   b"User-Agent: " + scenarios.DESKTOP_HTTP_UA.encode() + b"\r\n\r\n")
         conn.reply(lync.response(502, body=b"<html>Cannot connect</html>", content_type="text/html", ts=cap.now, server=None))
