@@ -324,9 +324,9 @@ class _Undecided:
                 return
             self.hunted = 0  # the middle of something: look for a message start in what came
             for direction, data, ts, frame, acked in waiting:
-                self._acked = acked
-                self._hunt(direction, data, ts, frame)
-                if self.sink is not None or self._dropped:
+                self.peer_acked = acked
+                self._hunt(direction, data, ts, frame)  # once a sink is found, it gets the rest
+                if self._dropped:
                     break
             return
         self._deliver(sink, waiting)
