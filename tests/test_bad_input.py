@@ -55,8 +55,8 @@ REFERENCE = summary(lyncpcap.analyze(SAMPLE))
     ("content", "problem"),
     [
         (b"", "empty"),
-        (bytes(random.Random(7).randbytes(4096)), "not a pcap or pcapng"),
-        (b"<html><body>not a capture</body></html>", "not a pcap or pcapng"),
+        (bytes(random.Random(7).randbytes(4096)), "not a pcap, pcapng or network monitor file"),
+        (b"<html><body>not a capture</body></html>", "not a pcap, pcapng or network monitor file"),
         (b"\xd4\xc3\xb2\xa1\x02\x00", "truncated"),
     ],
     ids=["empty", "random", "html", "short-header"],

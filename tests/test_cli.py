@@ -339,9 +339,9 @@ def test_batch_writes_every_report_and_lists_the_corrupt_capture(
         assert json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))["schema"] == 1
     assert not list(out.glob("damaged*"))
     index = (out / "index.html").read_text(encoding="utf-8")
-    assert "Could not be read" in index and f"{corrupt}: not a pcap or pcapng file" in index
+    assert "Could not be read" in index and f"{corrupt}: not a pcap, pcapng or Network Monitor file" in index
     assert all(f"href='{c.name.split('.')[0]}.html'" in index for c in captures)
-    assert f"warning: {corrupt}: not a pcap or pcapng file" in run.stderr
+    assert f"warning: {corrupt}: not a pcap, pcapng or Network Monitor file" in run.stderr
     assert f"analysed {len(captures)} of {len(captures) + 1} capture(s)" in run.stderr
 
 

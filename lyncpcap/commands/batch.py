@@ -32,7 +32,8 @@ from lyncpcap.model import Session
 if TYPE_CHECKING:
     import pandas as pd
 
-#: first bytes of what `lyncpcap.read` opens: pcap (both byte orders, µs and ns), pcapng, gzip
+#: first bytes of what `lyncpcap.read` opens: pcap (both byte orders, µs and ns), pcapng, gzip,
+#: Network Monitor 1.x and 2.x
 CAPTURE_MAGICS: tuple[bytes, ...] = (
     b"\xd4\xc3\xb2\xa1",
     b"\xa1\xb2\xc3\xd4",
@@ -40,6 +41,8 @@ CAPTURE_MAGICS: tuple[bytes, ...] = (
     b"\xa1\xb2\x3c\x4d",
     b"\x0a\x0d\x0d\x0a",
     b"\x1f\x8b",
+    b"RTSS",
+    b"GMBU",
 )
 #: names that promise a capture: such a file is tried (and its error listed) whatever it contains
 CAPTURE_SUFFIXES: tuple[str, ...] = (".pcap", ".pcapng", ".cap", ".ntar", ".saz", ".har")
@@ -48,7 +51,7 @@ COMBINED: tuple[str, ...] = ("sessions", "steps", "clients", "findings")
 
 HELP = """Analyse every capture in folders (recursively) and files, in parallel, into one report folder.
 
-Each capture gets NAME.html and NAME.json; combined sessions, steps, clients and findings tables (CSV and Parquet, with a capture column) and an index.html link them all.  A capture that cannot be read is listed with its error and the batch goes on; the exit status is 0 when at least one capture was analysed, 2 when none could be.  Files are taken when their content is pcap, pcapng or gzip, or their name ends in .pcap, .pcapng, .cap, .saz or .har.  Without --keylog, a NAME.keylog next to a capture is used for it.
+Each capture gets NAME.html and NAME.json; combined sessions, steps, clients and findings tables (CSV and Parquet, with a capture column) and an index.html link them all.  A capture that cannot be read is listed with its error and the batch goes on; the exit status is 0 when at least one capture was analysed, 2 when none could be.  Files are taken when their content is pcap, pcapng, Network Monitor or gzip, or their name ends in .pcap, .pcapng, .cap, .saz or .har.  Without --keylog, a NAME.keylog next to a capture is used for it.
 
 [bold]Examples[/bold]
 

@@ -6,6 +6,7 @@ decimal form, a `Decimal` or `Fraction` is used as is, so the same packets alway
 
 from __future__ import annotations
 
+import datetime
 import os
 import struct
 from collections.abc import Iterable
@@ -146,3 +147,82 @@ def _write_pcapng_blocks(
         out.write(decryption_secrets(secrets))
     for ts, frame in packets:
         out.write(enhanced_packet(timestamp_units(ts, per_second), frame, snaplen))
+
+
+# -- Microsoft Network Monitor -----------------------------------------------------------------------
+
+#: Network Monitor's per-frame network types (2.1 and later): NDIS media, then its special frames.
+NETMON_ETHERNET = 1
+NETMON_RAW_IP = 9
+NETMON_PCAP_BASE = 0xE000  # a converted pcap frame: 0xE000 | LINKTYPE_
+NETMON_NETEVENT = 0xFFE0  # an Event Tracing for Windows event
+NETMON_NETWORK_INFO_EX = 0xFFFB  # the adapters the capture ran on
+NETMON_NETWORK_INFO = 0xFFFD
+NETMON_DNS_CACHE = 0xFFFE
+NETMON_FILTER = 0xFFFF  # the capture or display filter's text
+
+#: 100-nanosecond units between 1601-01-01 (FILETIME's epoch) and 1970-01-01
+FILETIME_EPOCH = 116_444_736_000_000_000
+
+NetmonFrame = tuple[Timestamp, bytes] | tuple[Timestamp, bytes, int]
+
+
+def write_netmon(
+    path: str | os.PathLike[str],
+    frames: Iterable[NetmonFrame],
+    *,
+    version: tuple[int, int] = (2, 3),
+    network: int = NETMON_ETHERNET,
+    snaplen: int = 262144,
+    frame_table: bool = True,
+    first_offset: int = 128,
+) -> None:
+    """Write a Network Monitor capture as Network Monitor 3.x does (format 2.3 by default: a
+    per-frame trailer with the frame's network type and its UTC time as a FILETIME).
+
+    A frame is (time, bytes) or (time, bytes, network type), for the special frames Network Monitor
+    writes among the packets (`NETMON_NETWORK_INFO_EX`, ...).  The header's start time is the first
+    frame's, cut to the millisecond, as UTC; frame times are offsets from it (milliseconds in 1.x,
+    microseconds in 2.x).  `frame_table=False` leaves the frame index out, as in a capture whose
+    writer never closed the file.  `first_offset` puts the first frame further into the file."""
+    major, minor = version
+    items = [(f[0], f[1], f[2] if len(f) == 3 else network) for f in frames]  # type: ignore[misc]
+    start_units = timestamp_units(items[0][0], 1000) if items else 0  # milliseconds
+    start_s, start_ms = divmod(start_units, 1000)
+    when = datetime.datetime.fromtimestamp(start_s, datetime.UTC)
+    body = bytearray(b"\x00" * (first_offset - 128))
+    offsets: list[int] = []
+    for ts, frame, net in items:
+        offsets.append(128 + len(body))
+        data = frame[:snaplen]
+        if major == 1:
+            delta = timestamp_units(ts, 1000) - start_units
+            body += struct.pack("<IHH", delta, len(frame), len(data))
+        else:
+            delta = timestamp_units(ts, 1_000_000) - start_units * 1000
+            body += struct.pack("<QII", delta & 0xFFFFFFFFFFFFFFFF, len(frame), len(data))
+        body += data
+        if major == 2 and minor == 1:
+            body += struct.pack("<H", net)
+        elif major == 2 and minor == 2:
+            body += struct.pack("<HI", net, 0)
+        elif major == 2 and minor >= 3:
+            body += struct.pack("<HIQB", net, 0, timestamp_units(ts, 10_000_000) + FILETIME_EPOCH, 0)
+    table_offset = 128 + len(body)
+    table = struct.pack(f"<{len(offsets)}I", *offsets)
+    header = struct.pack(
+        "<4sBBH8H10I",
+        b"RTSS" if major == 1 else b"GMBU",
+        minor,
+        major,
+        network if major == 1 or minor == 0 else NETMON_ETHERNET,
+        when.year, when.month, (when.weekday() + 1) % 7, when.day, when.hour, when.minute, when.second, start_ms,
+        table_offset if frame_table else 0,
+        len(table) if frame_table else 0,
+        0, 0, 0, 0, 0, 0, 0, 0,
+    )  # fmt: skip
+    with open(path, "wb") as out:
+        out.write(header.ljust(128, b"\x00"))
+        out.write(body)
+        if frame_table:
+            out.write(table)

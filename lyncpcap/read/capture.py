@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import BinaryIO, cast
 
 from lyncpcap.errors import CaptureError
+from lyncpcap.read import netmon
 
 try:  # the hot loops over enhanced packet blocks and pcap records, compiled (setup.py); optional
     from lyncpcap.read._scan import epb_run as _epb_run
@@ -259,6 +260,11 @@ class Capture:
         self._update_position()
         if fmt == "pcap":
             self._parse_pcap_header()
+        elif fmt == "netmon":
+            try:
+                self._netmon = netmon.parse_header(head)
+            except ValueError as exc:
+                raise CaptureError(path, str(exc)) from None
 
     # -- context manager and lifetime --------------------------------------------------------
 
@@ -284,8 +290,7 @@ class Capture:
             records, self._paused = self._paused, None
             return cast(Iterator[Record], records)  # past the pause, only records are yielded
         self._start_reading()
-        records = self._pcap_records() if self.format == "pcap" else self._pcapng_records()
-        return cast(Iterator[Record], records)  # without a pause, only records are yielded
+        return cast(Iterator[Record], self._records())  # without a pause, only records are yielded
 
     def scan(self, feed: Feed, prefilter: Prefilter | None = None) -> None:
         """Read the whole file, calling `feed(frame, ts, linktype, data, wirelen)` for each frame that
@@ -299,22 +304,26 @@ class Capture:
                 return
             raise RuntimeError("the capture reader yielded a record in callback mode")
         self._start_reading()
-        records: Iterator[Record | None] = (
-            self._pcap_records(feed, prefilter) if self.format == "pcap" else self._pcapng_records(feed, prefilter)
-        )
-        for _ in records:  # with a feed, the reader yields nothing
+        for _ in self._records(feed, prefilter):  # with a feed, the reader yields nothing
             pass
 
     def read_head(self) -> None:
         """Read what comes before the first frame — pcapng section, interface and decryption secrets
         blocks — so that `linktypes` and `secrets` are known; iteration or `scan` then starts with
         the first frame."""
-        if self.format == "pcap":
+        if self.format != "pcapng":
             return  # the file header, read on opening, is the whole head
         self._start_reading()
         records = self._pcapng_records(pause=True)
         next(records, None)  # stops in front of the first frame, or at the end of a file without any
         self._paused = records
+
+    def _records(self, feed: Feed | None = None, pre: Prefilter | None = None) -> _Reader:
+        if self.format == "pcap":
+            return self._pcap_records(feed, pre)
+        if self.format == "netmon":
+            return self._netmon_records(feed)
+        return self._pcapng_records(feed, pre)
 
     def _start_reading(self) -> None:
         if self._iterated:
@@ -478,6 +487,29 @@ class Capture:
                 self.warnings.append(
                     f"{over_snaplen} records are longer than the file's snapshot length ({snaplen} bytes)"
                 )
+            self._finish(frame)
+
+    # -- Network Monitor -----------------------------------------------------------------------
+
+    def _netmon_records(self, feed: Feed | None = None) -> _Reader:
+        """Yields records (or, with `feed`, hands them over and yields nothing); no prefilter: the
+        flows layer drops what it ignores."""
+        frame = 0
+
+        def at(number: int, offset: int) -> None:
+            nonlocal frame
+            frame = number
+            self.position = offset
+
+        linktypes = self.linktypes
+        try:
+            for record in netmon.read_records(self._raw.fileno(), self.size_bytes, self._netmon, self.warnings.append, at):
+                linktypes.add(record[2])
+                if feed is None:
+                    yield record
+                else:
+                    feed(*record)
+        finally:
             self._finish(frame)
 
     # -- pcapng --------------------------------------------------------------------------------
@@ -803,6 +835,10 @@ def _sniff(p: Path, raw: BinaryIO) -> Capture:
     first = head[:4]
     if first in _PCAP_MAGICS:
         fmt = "pcap"
+    elif first in netmon.MAGICS:
+        fmt = "netmon"
+        if isinstance(source, _Gunzip):
+            raise CaptureError(p, "a gzip-compressed Network Monitor capture: decompress it first (gunzip)")
     elif first == _PCAPNG_SHB:
         fmt = "pcapng"
         if len(head) < 28:
@@ -820,5 +856,5 @@ def _sniff(p: Path, raw: BinaryIO) -> Capture:
         for prefix, what in _OTHER_FORMATS:
             if head.startswith(prefix):
                 raise CaptureError(p, f"not a pcap or pcapng file: {what}")
-        raise CaptureError(p, f"not a pcap or pcapng file (starts with {_hex(head[:4])})")
+        raise CaptureError(p, f"not a pcap, pcapng or Network Monitor file (starts with {_hex(head[:4])})")
     return Capture(p, fmt, size, raw, source, head)

@@ -353,14 +353,14 @@ def test_empty_file(tmp_path: Path) -> None:
 def test_html_file(tmp_path: Path) -> None:
     path = tmp_path / "page.pcap"
     path.write_bytes(b"<html><body>not a capture</body></html>")
-    assert _capture_error(path) == "not a pcap or pcapng file (starts with 3c 68 74 6d)"
+    assert _capture_error(path) == "not a pcap, pcapng or Network Monitor file (starts with 3c 68 74 6d)"
 
 
 def test_random_bytes(tmp_path: Path) -> None:
     rng = random.Random(7)
     path = tmp_path / "noise.pcapng"
     path.write_bytes(b"\x13\x37" + bytes(rng.randrange(256) for _ in range(5000)))
-    assert _capture_error(path).startswith("not a pcap or pcapng file (starts with 13 37 ")
+    assert _capture_error(path).startswith("not a pcap, pcapng or Network Monitor file (starts with 13 37 ")
 
 
 def test_truncated_global_header(tmp_path: Path) -> None:
