@@ -6,6 +6,7 @@ Error codes map to plain meanings (PROTOCOL.md §5.1, §9.3): 25 is a normal cha
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from lyncpcap.errors import MalformedError
@@ -16,12 +17,17 @@ from lyncpcap.steps.common import Collector
 
 #: errors that are part of a normal exchange (the client retries with more)
 CHALLENGE_ERRORS = frozenset({25, 52})
+#: Seconds within which a byte-identical UDP datagram on the same ports is the same message seen
+#: again (a SPAN port mirroring both directions, pktmon at two layers, a client's retransmission
+#: before the KDC answered), not a new exchange.
+DUPLICATE_WINDOW = 2.0
 
 
 @dataclass(slots=True)
 class _Pending:
     step: Step
     msg: kerberos.KerberosMessage
+    raw: bytes
 
 
 def principal(name: str | None, realm: str | None) -> str | None:
@@ -35,6 +41,9 @@ class KdcClassifier:
         self.out = out
         self.pending: dict[tuple[str, int | str, str], list[_Pending]] = {}
         self.errors = 0
+        # the last answer per (client, port, KDC) over UDP, for DUPLICATE_WINDOW seconds
+        self._answers: dict[tuple[str, int | str, str], tuple[bytes, float]] = {}
+        self._answer_times: deque[tuple[float, tuple[str, int | str, str]]] = deque()
 
     def on_message(
         self,
@@ -49,6 +58,8 @@ class KdcClassifier:
         conn: int | None,
         transport: str,
     ) -> None:
+        if conn is None and self._seen_again(data, ts, src, sport, dst, dport):
+            return  # the same message seen again, not a new one
         try:
             msg = kerberos.parse(data)
         except MalformedError:
@@ -111,7 +122,7 @@ class KdcClassifier:
             if spn:
                 step.facts["spn"] = spn
             self.out.add_auth(step, exchange)
-            self.pending.setdefault(key, []).append(_Pending(step, msg))
+            self.pending.setdefault(key, []).append(_Pending(step, msg, bytes(data) if conn is None else b""))
             return
         key = (dst, conn if conn is not None else dport, src)
         queue = self.pending.get(key)
@@ -121,8 +132,26 @@ class KdcClassifier:
         p = queue.pop(0)
         if not queue:
             del self.pending[key]
+        if conn is None:
+            self._answers[key] = (bytes(data), ts)
+            self._answer_times.append((ts, key))
         self.out.add_auth(p.step, exchange)
         self._answer(p, msg, ts)
+
+    def _seen_again(self, data: bytes, ts: float, src: str, sport: int, dst: str, dport: int) -> bool:
+        """Is this UDP datagram one already seen: a request still waiting for its answer, or the
+        answer just given, byte for byte, within DUPLICATE_WINDOW?"""
+        times = self._answer_times
+        while times and times[0][0] < ts - DUPLICATE_WINDOW:
+            _t, old = times.popleft()
+            seen = self._answers.get(old)
+            if seen is not None and seen[1] < ts - DUPLICATE_WINDOW:
+                del self._answers[old]
+        waiting = self.pending.get((src, sport, dst))
+        if waiting and any(p.raw == data and ts - p.step.time <= DUPLICATE_WINDOW for p in waiting):
+            return True
+        answer = self._answers.get((dst, dport, src))
+        return answer is not None and answer[0] == data and ts - answer[1] <= DUPLICATE_WINDOW
 
     def _answer(self, p: _Pending, msg: kerberos.KerberosMessage, ts: float) -> None:
         step = p.step
