@@ -7,9 +7,11 @@ import gzip
 import json
 import os
 import random
+import shutil
 import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,28 @@ def test_unusable_files_give_one_line_and_exit_2(tmp_path: Path, content: bytes,
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_windows_traces_that_are_not_captures_say_how_to_convert_them(tmp_path: Path) -> None:
+    """`netsh trace` and pktmon write .etl files, Message Analyzer .matp packages (a zip): the
+    one-line error says what the file is and how to get a capture out of it."""
+    etl = tmp_path / "NetTrace.etl"
+    etl.write_bytes(struct.pack("<IIII", 0x10000, 0x48, 0x48, 0) + bytes(random.Random(3).randbytes(4000)))
+    matp = tmp_path / "signin.matp"
+    with zipfile.ZipFile(matp, "w") as z:
+        z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        z.writestr("Messages/0.bin", b"\x00" * 64)
+    for path, hint in ((etl, "pktmon etl2pcap"), (matp, "save it from Message Analyzer as a Network Monitor .cap")):
+        result = cli("analyze", str(path))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert str(path) in line and hint in line, line
+    # a folder handed to batch: the traces are listed as unreadable, with the same advice
+    shutil.copy(SAMPLE, tmp_path / SAMPLE.name)
+    result = cli("batch", str(tmp_path), "--output", str(tmp_path / "reports"))
+    assert result.returncode == 0, result.stderr
+    index = (tmp_path / "reports" / "index.html").read_text(encoding="utf-8")
+    assert "pktmon etl2pcap" in index and "Message Analyzer" in index
 
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:

@@ -45,13 +45,14 @@ CAPTURE_MAGICS: tuple[bytes, ...] = (
     b"GMBU",
 )
 #: names that promise a capture: such a file is tried (and its error listed) whatever it contains
-CAPTURE_SUFFIXES: tuple[str, ...] = (".pcap", ".pcapng", ".cap", ".ntar", ".saz", ".har")
+#: (Windows traces, .etl and .matp, are listed with how to turn them into a capture)
+CAPTURE_SUFFIXES: tuple[str, ...] = (".pcap", ".pcapng", ".cap", ".ntar", ".saz", ".har", ".etl", ".matp", ".matu")
 #: the combined tables, each as CSV and Parquet
 COMBINED: tuple[str, ...] = ("sessions", "steps", "clients", "findings")
 
 HELP = """Analyse every capture in folders (recursively) and files, in parallel, into one report folder.
 
-Each capture gets NAME.html and NAME.json; combined sessions, steps, clients and findings tables (CSV and Parquet, with a capture column) and an index.html link them all.  A capture that cannot be read is listed with its error and the batch goes on; the exit status is 0 when at least one capture was analysed, 2 when none could be.  Files are taken when their content is pcap, pcapng, Network Monitor or gzip, or their name ends in .pcap, .pcapng, .cap, .saz or .har.  Without --keylog, a NAME.keylog next to a capture is used for it.
+Each capture gets NAME.html and NAME.json; combined sessions, steps, clients and findings tables (CSV and Parquet, with a capture column) and an index.html link them all.  A capture that cannot be read is listed with its error and the batch goes on; the exit status is 0 when at least one capture was analysed, 2 when none could be.  Files are taken when their content is pcap, pcapng, Network Monitor or gzip, or their name ends in .pcap, .pcapng, .cap, .saz or .har; Windows traces (.etl, .matp) are listed with how to convert them.  Without --keylog, a NAME.keylog next to a capture is used for it.
 
 [bold]Examples[/bold]
 

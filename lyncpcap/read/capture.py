@@ -77,6 +77,17 @@ _OTHER_FORMATS = (
     ),
 )
 
+# What Windows tools write that no capture reader opens, known by the name once the content is
+# not a capture: how to turn them into one.
+_NAME_HINTS = {
+    ".etl": (
+        "a Windows event trace (netsh trace, pktmon): convert it to pcapng first, with "
+        "'pktmon etl2pcap FILE.etl' (Windows 10 and later) or etl2pcapng"
+    ),
+    ".matp": "a Message Analyzer session: save it from Message Analyzer as a Network Monitor .cap first",
+    ".matu": "a Message Analyzer session: save it from Message Analyzer as a Network Monitor .cap first",
+}
+
 # pcapng block types
 _BT_PB = 0x00000002  # obsolete Packet Block
 _BT_IDB = 0x00000001
@@ -853,6 +864,9 @@ def _sniff(p: Path, raw: BinaryIO) -> Capture:
         if major != 1:
             raise CaptureError(p, f"unsupported pcapng version {major}")
     else:
+        hint = _NAME_HINTS.get(p.suffix.lower())  # only once the content said nothing readable
+        if hint is not None:
+            raise CaptureError(p, f"not a pcap, pcapng or Network Monitor file: {hint}")
         for prefix, what in _OTHER_FORMATS:
             if head.startswith(prefix):
                 raise CaptureError(p, f"not a pcap or pcapng file: {what}")
