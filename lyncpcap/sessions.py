@@ -370,6 +370,12 @@ def _discovery(steps: list[Step], fact: str) -> dict[str, Step]:
     return best
 
 
+#: RFC 1918 and IPv6 unique local addresses: a hint of an inside client, never proof.
+_PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+
+
 def _location(steps: list[Step], client: str) -> tuple[str, list[str]]:
     strong: Counter[str] = Counter()
     medium: Counter[str] = Counter()
@@ -426,7 +432,7 @@ def _location(steps: list[Step], client: str) -> tuple[str, list[str]]:
     if verdict == "unknown" and not strong and not medium:
         try:
             ip = ipaddress.ip_address(client)
-            if ip.version == 4 and any(ip in ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")):
+            if any(ip.version == n.version and ip in n for n in _PRIVATE_NETWORKS):
                 evidence.append(f"weak: {client} is a private address (not enough to decide)")
             elif ip.is_global:
                 evidence.append(f"weak: {client} is a public address (not enough to decide)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import random
 import re
@@ -224,3 +225,101 @@ def test_connections_picked_up_in_their_middle_keep_their_later_steps(capture: P
     )
     found = Counter(key(s) for s in lyncpcap.analyze(path).step_list)
     assert not expected - found, sorted(expected - found)
+
+
+def _v6(address: bytes) -> bytes:
+    """An IPv4 address inside the unique local prefix fd00::/96."""
+    return b"\xfd\x00" + bytes(10) + address
+
+
+def _dns_name_end(m: bytes, p: int) -> int:
+    while m[p] and m[p] & 0xC0 != 0xC0:
+        p += 1 + m[p]
+    return p + (2 if m[p] else 1)
+
+
+def _aaaa_answers(m: bytes) -> bytes:
+    """A DNS message whose A records (answers, authority, additional) are AAAA records of `_v6`."""
+    qd, an, ns, ar = struct.unpack_from("!4H", m, 4)
+    p = 12
+    for _ in range(qd):
+        p = _dns_name_end(m, p) + 4
+    out = bytearray(m[:p])
+    for _ in range(an + ns + ar):
+        q = _dns_name_end(m, p)
+        rtype, rclass, ttl, rdlen = struct.unpack_from("!HHIH", m, q)
+        out += m[p:q]
+        if rtype == 1 and rdlen == 4:
+            out += struct.pack("!HHIH", 28, rclass, ttl, 16) + _v6(m[q + 10 : q + 14])
+        else:
+            out += m[q : q + 10 + rdlen]
+        p = q + 10 + rdlen
+    return bytes(out)
+
+
+def _over_ipv6(capture: Path, out: Path) -> Path:
+    """`capture` with every IPv4 packet carried by IPv6 instead: addresses mapped into fd00::/96,
+    fragments as IPv6 fragment headers, DNS A answers as AAAA answers (what a dual-stack resolver
+    gives a client that then connects over IPv6)."""
+    frames: list[tuple[float, bytes]] = []
+    with open_capture(capture) as cap:
+        cap.read_head()
+        (linktype,) = cap.linktypes
+        for _n, ts, _lt, data, _w in cap:
+            frame = bytes(data)
+            link, etype_at = _LINK[linktype]
+            while frame[etype_at : etype_at + 2] in (b"\x81\x00", b"\x88\xa8"):  # 802.1Q / 802.1ad tags
+                link, etype_at = link + 4, etype_at + 4
+            if frame[etype_at : etype_at + 2] == b"\x08\x00":
+                ihl = (frame[link] & 15) * 4
+                total, ident, fragword = struct.unpack_from("!HHH", frame, link + 2)
+                ttl, proto = frame[link + 8], frame[link + 9]
+                payload = frame[link + ihl : link + total]
+                if proto == 17 and not fragword & 0x1FFF and 53 in struct.unpack_from("!HH", payload):
+                    dns = _aaaa_answers(payload[8:])
+                    payload = payload[:4] + struct.pack("!HH", 8 + len(dns), 0) + dns
+                next_header = proto
+                if fragword & 0x3FFF:  # more fragments, or an offset: an IPv6 fragment header
+                    offset, more = fragword & 0x1FFF, (fragword >> 13) & 1
+                    payload = struct.pack("!BBHI", proto, 0, offset << 3 | more, ident) + payload
+                    next_header = 44
+                ip6 = struct.pack("!IHBB", 0x6000_0000, len(payload), next_header, ttl)
+                ip6 += _v6(frame[link + 12 : link + 16]) + _v6(frame[link + 16 : link + 20])
+                frame = frame[:etype_at] + b"\x86\xdd" + frame[etype_at + 2 : link] + ip6 + payload
+            frames.append((ts, frame))
+    write_pcap(out, frames, linktype)
+    return out
+
+
+_ADDRESS = re.compile(r"\[?fd00::[0-9a-f:]+\]?|\b\d{1,3}(?:\.\d{1,3}){3}\b")
+
+
+def _unaddressed(a: lyncpcap.Analysis) -> str:
+    """What a user reads of the sessions, with every address (IPv4, or mapped) as ADDR."""
+    facts = [
+        (s.user, s.client_kind, s.location, s.location_evidence, s.auth_protocol, s.outcome, s.failure,
+         [(st.step, st.method, st.url, st.status, st.result, st.frame, st.detail) for st in s.steps])
+        for s in a.session_list
+    ]  # fmt: skip
+    return _ADDRESS.sub("ADDR", repr(facts))
+
+
+def _mapped(address: str) -> str:
+    ip = ipaddress.ip_address(address)
+    return str(ipaddress.ip_address(_v6(ip.packed))) if ip.version == 4 else address
+
+
+@pytest.mark.parametrize("capture", sample_captures(), ids=lambda p: p.stem)
+def test_every_sample_over_ipv6_gives_the_same_analysis(capture: Path, tmp_path: Path) -> None:
+    """A client and servers that speak IPv6 (Lync 2013 supports it end to end): the same users,
+    clients, locations, steps, outcomes, reasons and findings, at the mapped addresses."""
+    path = _over_ipv6(capture, tmp_path / f"{capture.stem}-ipv6.pcap")
+    original, over_ipv6 = lyncpcap.analyze(capture), lyncpcap.analyze(path)
+    assert over_ipv6.captures[0].stats.get("ipv4", 0) == 0 < over_ipv6.captures[0].stats["ipv6"]
+    assert _unaddressed(over_ipv6) == _unaddressed(original)
+    # packet addresses are mapped; a client named by X-Forwarded-For keeps the header's address
+    senders = {s.src for s in original.step_list}
+    assert [s.client_address for s in over_ipv6.session_list] == [
+        _mapped(c) if c in senders else c for c in (s.client_address for s in original.session_list)
+    ]
+    assert [f.id for f in over_ipv6.finding_list] == [f.id for f in original.finding_list]
