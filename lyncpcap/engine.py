@@ -242,6 +242,17 @@ HUNT_BYTES = 256 << 10
 _MESSAGE_START = re.compile(b"|".join(p.pattern for p in START_PATTERNS.values()))
 
 
+#: The start of the client's connection preface in HTTP/2 (RFC 9113 §3.4), in clear text (h2c) or
+#: decrypted (a browser with SSLKEYLOGFILE talking to IIS 10 or later, which offers h2 over TLS).
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n"
+HTTP2_NOTE = (
+    "a connection speaks HTTP/2, which lyncpcap does not decode: its requests are missing from the "
+    "analysis (a browser talking to IIS 10 or later); capture again with HTTP/2 off in the browser "
+    "(Chrome and Edge: --disable-http2; Firefox: network.http.http2.enabled false), or save a HAR "
+    "from its developer tools"
+)
+
+
 class _Undecided:
     """A connection whose first data does not say what it carries.
 
@@ -534,6 +545,9 @@ class Engine:
         """The sink for a connection, judged by its first data (`direction` sent it): HTTP or SIP
         by their first words, Kerberos and DNS by port, TLS by its record header.  A start too
         short to judge (a request line cut after a few bytes) waits for more (`_Undecided`)."""
+        if first.startswith(HTTP2_PREFACE):
+            self.note(HTTP2_NOTE)
+            return None
         if len(first) < DECIDE_BYTES and b"\n" not in first:
             return _Undecided(partial(self._select, conn, transport=transport), direction)
         sink = self._select(conn, direction, first, transport=transport)
@@ -542,6 +556,9 @@ class Engine:
         return sink
 
     def _select(self, conn: Connection, direction: int, first: bytes, *, transport: str) -> StreamSink | None:
+        if first.startswith(HTTP2_PREFACE):
+            self.note(HTTP2_NOTE)
+            return None
         flip = False
         ep = Endpoints(
             client=conn.client,
