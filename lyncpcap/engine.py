@@ -29,6 +29,7 @@ from lyncpcap.protocols.http import (
     looks_like_http_request,
     looks_like_sip,
 )
+from lyncpcap.protocols.http2 import Http2Stream
 from lyncpcap.protocols.sip import SipMessage, SipStream, parse_datagram
 from lyncpcap.read import open_capture
 from lyncpcap.read.archive import Archive
@@ -242,15 +243,9 @@ HUNT_BYTES = 256 << 10
 _MESSAGE_START = re.compile(b"|".join(p.pattern for p in START_PATTERNS.values()))
 
 
-#: The start of the client's connection preface in HTTP/2 (RFC 9113 §3.4), in clear text (h2c) or
-#: decrypted (a browser with SSLKEYLOGFILE talking to IIS 10 or later, which offers h2 over TLS).
+#: The start of the client's connection preface in HTTP/2 (RFC 9113 §3.4), decrypted (a browser
+#: with SSLKEYLOGFILE talking to IIS 10 or later, which offers h2 over TLS) or in clear text (h2c).
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n"
-HTTP2_NOTE = (
-    "a connection speaks HTTP/2, which lyncpcap does not decode: its requests are missing from the "
-    "analysis (a browser talking to IIS 10 or later); capture again with HTTP/2 off in the browser "
-    "(Chrome and Edge: --disable-http2; Firefox: network.http.http2.enabled false), or save a HAR "
-    "from its developer tools"
-)
 
 
 class _Undecided:
@@ -545,9 +540,6 @@ class Engine:
         """The sink for a connection, judged by its first data (`direction` sent it): HTTP or SIP
         by their first words, Kerberos and DNS by port, TLS by its record header.  A start too
         short to judge (a request line cut after a few bytes) waits for more (`_Undecided`)."""
-        if first.startswith(HTTP2_PREFACE):
-            self.note(HTTP2_NOTE)
-            return None
         if len(first) < DECIDE_BYTES and b"\n" not in first:
             return _Undecided(partial(self._select, conn, transport=transport), direction)
         sink = self._select(conn, direction, first, transport=transport)
@@ -556,9 +548,6 @@ class Engine:
         return sink
 
     def _select(self, conn: Connection, direction: int, first: bytes, *, transport: str) -> StreamSink | None:
-        if first.startswith(HTTP2_PREFACE):
-            self.note(HTTP2_NOTE)
-            return None
         flip = False
         ep = Endpoints(
             client=conn.client,
@@ -569,14 +558,21 @@ class Engine:
             conn=conn.index,
             transport=transport,
         )
-        if first.startswith(b"HTTP/") or (first.startswith(b"SIP/2.0 ") and direction == 0):
+        http2 = first.startswith(HTTP2_PREFACE)
+        if http2:
+            flip = direction == 1
+        elif first.startswith(b"HTTP/") or (first.startswith(b"SIP/2.0 ") and direction == 0):
             flip = direction == 0
         elif direction == 1 and (looks_like_http_request(first) or (looks_like_sip(first) and not first.startswith(b"SIP/2.0 "))):
             flip = True
         if flip:
             ep = Endpoints(conn.server, conn.server, conn.client, conn.server_port, conn.client_port, conn.index, transport)
         sink: StreamSink | None = None
-        if looks_like_http_request(first) or first.startswith(b"HTTP/"):
+        if http2:
+            https = transport == "tls" or (ep.dst_port in HTTPS_PORTS)
+            state = ConnState(endpoints=ep, scheme="https" if https else "http")
+            sink = Http2Stream(partial(self.http.on_exchange, state), self.note)
+        elif looks_like_http_request(first) or first.startswith(b"HTTP/"):
             https = transport == "tls" or (ep.dst_port in HTTPS_PORTS)
             state = ConnState(endpoints=ep, scheme="https" if https else "http")
             sink = HttpStream(partial(self.http.on_exchange, state))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-import struct
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -647,49 +646,60 @@ def test_a_forward_proxy_that_cannot_reach_the_server_is_named(tmp_path: Path) -
     assert step.failure_reason == "Autodiscover request failed: the forward proxy could not reach lyncdiscover.contoso.com:443 (502 Bad Gateway)"
 
 
-def _tcp_frames(t0: float, client: tuple[bytes, int], server: tuple[bytes, int], talk: list[tuple[int, bytes]]) -> list[tuple[float, bytes]]:
-    """Ethernet/IPv4/TCP frames of one connection: handshake, then each (direction, bytes)."""
-    seq = [1000, 5000]
-    ends = [client, server]
-
-    def frame(direction: int, flags: int, payload: bytes = b"") -> bytes:
-        (src, sport), (dst, dport) = ends[direction], ends[1 - direction]
-        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq[direction], seq[1 - direction], 5 << 4, flags, 64000, 0, 0)
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 1, 0x4000, 128, 6, 0, src, dst)
-        return b"\x00\x15\x5d\x00\x00\x02\x00\x15\x5d\x00\x00\x01\x08\x00" + ip + tcp + payload
-
-    out = [(t0, frame(0, 0x02))]
-    seq[0] += 1
-    out.append((t0 + 0.001, frame(1, 0x12)))
-    seq[1] += 1
-    out.append((t0 + 0.002, frame(0, 0x10)))
-    for i, (direction, data) in enumerate(talk):
-        out.append((t0 + 0.003 * (i + 2), frame(direction, 0x18, data)))
-        seq[direction] += len(data)
-    return out
+def _web_steps(a: lyncpcap.Analysis) -> list[list[tuple[object, ...]]]:
+    return [[(st.step, st.method, st.url, st.status, st.result, st.auth, st.failure_reason) for st in s.steps]
+            for s in a.session_list]
 
 
-def test_an_http2_connection_is_named_not_silently_lost(tmp_path: Path) -> None:
-    """A browser talking to IIS 10 or later speaks HTTP/2 (clear here, as h2c with prior knowledge;
-    decrypted from a browser's key log it is the same bytes): lyncpcap does not decode HTTP/2, and
-    says so, with how to capture again; the HTTP/1.1 sign-in beside it is read as before."""
-    sample = Path(__file__).parent.parent / "sample_captures" / "09a-wrong-password.pcapng"
-    with open_capture(sample) as cap:
+@pytest.mark.parametrize(
+    "name",
+    ["05-lwa-domain-user-soap", "06-lwa-guests-anonymous", "07-passive-adfs-2fa", "08-ucwa-mobile-oauth",
+     "09f-oauth-invalid-grant", "09h-adfs-errors"],
+)
+def test_a_browser_speaking_http2_reads_as_http_1_1(name: str, tmp_path: Path) -> None:
+    """A browser talks HTTP/2 to IIS 10 and later as soon as it can (Lync Web App, UCWA, AD FS
+    forms): one stream per request, HPACK-encoded fields, DATA frames.  The same sessions, steps,
+    statuses, results and reasons as the HTTP/1.1 capture of the same sign-ins."""
+    http1 = _capture(tmp_path / "http1", name)
+    http2 = _capture(tmp_path / "http2", name, http2=True)
+    assert _sessions(http2) == _sessions(http1)
+    assert _web_steps(http2) == _web_steps(http1)
+    assert [f.id for f in http2.finding_list] == [f.id for f in http1.finding_list]
+    assert http2.captures[0].warnings == []
+    raw = Path(http2.captures[0].path).read_bytes()  # the capture really speaks HTTP/2 only
+    assert b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" in raw and b"HTTP/1.1\r\n" not in raw and b"HTTP/1.1 " not in raw
+
+
+def test_http2_decrypted_from_a_browsers_key_log(tmp_path: Path, tshark: str) -> None:
+    """The way HTTP/2 really arrives: inside TLS, decrypted by tshark from the key log."""
+    spec = next(s for s in scenarios.CATALOGUE if s.name == "08-ucwa-mobile-oauth-tls")
+    analyses = []
+    for http2 in (False, True):
+        with tlssim.Pki() as pki:
+            written = build.build_one(dataclasses.replace(spec, http2=http2), tmp_path / str(http2), pki=pki)
+        capture = next(p for p in written if p.suffix in (".pcap", ".pcapng"))
+        keylog = next((p for p in written if p.suffix == ".keylog"), None)
+        analyses.append(lyncpcap.analyze(capture, keylog=keylog))
+    http1, http2 = analyses
+    assert http2.captures[0].decrypted
+    assert _web_steps(http2) == _web_steps(http1) and len(_web_steps(http2)[0]) > 8
+    assert _sessions(http2) == _sessions(http1)
+
+
+def test_an_http2_connection_cut_by_a_capture_gap_keeps_what_came_before(tmp_path: Path) -> None:
+    spec = next(s for s in scenarios.CATALOGUE if s.name == "08-ucwa-mobile-oauth")
+    written = build.build_one(dataclasses.replace(spec, http2=True), tmp_path)
+    capture = next(p for p in written if p.suffix in (".pcap", ".pcapng"))
+    with open_capture(capture) as cap:
+        cap.read_head()
+        (linktype,) = cap.linktypes
         frames = [(ts, bytes(data)) for _n, ts, _lt, data, _w in cap]
-    settings = struct.pack("!I", 0)[1:] + b"\x04\x00" + struct.pack("!I", 0)  # an empty SETTINGS frame
-    headers = b"\x82\x87\x84\x41\x8a\xa0\xe4\x1d\x13\x9d\x09\xb8\xf0\x1e\x07"  # :method GET, :scheme https, :path /, :authority
-    h2 = _tcp_frames(
-        frames[-1][0] + 1,
-        (bytes([192, 168, 2, 10]), 50999),
-        (bytes([10, 0, 0, 21]), 443),
-        [(0, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings), (1, settings),
-         (0, struct.pack("!I", len(headers))[1:] + b"\x01\x05" + struct.pack("!I", 1) + headers)],
-    )  # fmt: skip
-    path = tmp_path / "with-h2.pcap"
-    write_pcap(path, frames + h2, 1)
-    a, original = lyncpcap.analyze(path), lyncpcap.analyze(sample)
+    # lose the server's largest segment: the HPACK state after it is gone
+    biggest = max(range(len(frames)), key=lambda i: len(frames[i][1]))
+    path = tmp_path / "gap.pcap"
+    write_pcap(path, frames[:biggest] + frames[biggest + 1 :], linktype)
+    a, whole = lyncpcap.analyze(path), lyncpcap.analyze(capture)
     warnings = a.captures[0].warnings
-    assert sum("speaks HTTP/2, which lyncpcap does not decode" in w for w in warnings) == 1
-    assert any("--disable-http2" in w for w in warnings)
-    assert _sessions(a) == _sessions(original)
-    assert not any("HTTP/2" in w for w in original.captures[0].warnings)
+    assert any("HTTP/2 connection lost bytes to a capture gap" in w for w in warnings)
+    assert not any("internal error" in w for w in warnings)
+    assert 0 < len(a.step_list) < len(whole.step_list)

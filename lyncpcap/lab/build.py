@@ -9,7 +9,8 @@ from lyncpcap.lab.world import Capture
 
 
 def build_one(spec: Spec, outdir: Path, *, pki: object = None) -> list[Path]:
-    cap = Capture(spec.name, spec.description, seed=spec.seed, start=spec.start, link=spec.link, tls=spec.tls, pki=pki)
+    cap = Capture(spec.name, spec.description, seed=spec.seed, start=spec.start, link=spec.link, tls=spec.tls, pki=pki,
+                  http2=spec.http2)
     spec.build(cap)
     if spec.fmt in ARCHIVE_FORMATS:
         from lyncpcap.lab.archives import write_archive

@@ -813,6 +813,8 @@ class Spec:
     archive_of: str | None = None
     #: only this client's exchanges (a HAR is saved in one browser)
     client: str | None = None
+    #: web connections speak HTTP/2 (lab/h2.py)
+    http2: bool = False
 
 
 CATALOGUE: tuple[Spec, ...] = (

@@ -90,12 +90,14 @@ class Capture:
         tls: bool = False,
         pki: Any = None,
         vlan_id: int = 100,
+        http2: bool = False,
     ) -> None:
         self.name = name
         self.description = description
         self.net = Network(seed, start, link, vlan_id=vlan_id)
         self.rng = random.Random(seed * 7919 + 1)
         self.tls = tls
+        self.http2 = http2  # web connections speak HTTP/2 (lab/h2.py), as a browser to IIS 10 does
         self.pki = pki
         self.keylog: list[str] = []
         self.sessions: list[TruthSession] = []
@@ -330,6 +332,10 @@ class Client:
             card = self.cap.pki.client_cert(self.smart_card) if self.smart_card and dst is self.w.adfs_host else None
             c = TlsConn(tcp, self.cap.pki, [name, *( [sni] if sni and sni != name else [])], sni=sni or name, keylog=self.cap.keylog,
                         client_cert=card)
+        if self.cap.http2:
+            from lyncpcap.lab.h2 import Http2Conn
+
+            c = Http2Conn(c, scheme="https" if self.cap.tls else "http")
         self.conns[key] = c
         return c
 
