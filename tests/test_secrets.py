@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import html
 import io
 import json
@@ -22,6 +23,7 @@ from typer.testing import CliRunner
 
 import lyncpcap
 from lyncpcap.cli import app
+from lyncpcap.lab import build, scenarios
 from lyncpcap.report import frames
 
 CAPTURES = [c for c in sample_captures() if load(truth_path(c))["secrets"]]
@@ -127,3 +129,20 @@ def test_redacted_values_keep_a_matching_fingerprint() -> None:
     fingerprints = [d.split("«redacted sha256:")[1][:8] for d in details]
     assert len(fingerprints) == 10
     assert len(set(fingerprints)) == 2  # "Winter2014!" for eight accounts, "Spring2014!" for two
+
+
+@pytest.mark.parametrize("name", ["07-passive-adfs-2fa", "08-ucwa-mobile-oauth", "09h-adfs-errors"])
+def test_no_secret_from_http2_traffic_either(name: str, tmp_path: Path) -> None:
+    """The same sign-ins spoken as HTTP/2 (a browser to IIS 10): the passwords in AD FS forms and
+    OAuth grants, the tokens in HPACK-encoded headers are redacted the same way, and shown on
+    request."""
+    spec = next(s for s in scenarios.CATALOGUE if s.name == name)
+    written = build.build_one(dataclasses.replace(spec, http2=True), tmp_path / "built")
+    capture = next(p for p in written if p.suffix in (".pcap", ".pcapng"))
+    secrets = load(next(p for p in written if p.name.endswith(".truth.json")))["secrets"]
+    assert secrets
+    for fmt, text in render_all(capture, tmp_path, reveal=False).items():
+        for secret in secrets:
+            assert not [form for form in variants(secret) if form in text], f"{fmt} output leaks {secret[:12]}…"
+    revealed = normalised("json", render_all(capture, tmp_path, reveal=True)["json"])
+    assert all(s in revealed for s in secrets)
