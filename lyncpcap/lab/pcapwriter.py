@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import os
 import struct
+import uuid
 from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
@@ -226,3 +227,49 @@ def write_netmon(
         out.write(body)
         if frame_table:
             out.write(table)
+
+
+#: Microsoft-Windows-NDIS-PacketCapture, the provider `netsh trace start capture=yes` records with
+NDIS_PACKET_CAPTURE = "2ED6006E-4729-4609-B423-3EE7BCD678EF"
+NDIS_KW_MEDIA_802_3 = 0x1
+NDIS_KW_PACKET_START = 0x4000_0000
+NDIS_KW_PACKET_END = 0x8000_0000
+NDIS_KW_RECEIVE = 0x2_0000_0000
+
+
+def etw_event(
+    ts: Timestamp,
+    user_data: bytes,
+    *,
+    provider: str = NDIS_PACKET_CAPTURE,
+    event_id: int = 1001,
+    keyword: int = 0,
+    extended: tuple[bytes, ...] = (),
+) -> bytes:
+    """An ETW event as Network Monitor stores it in a NETEVENT (0xFFE0) record: the event header
+    (64-bit provider), extended data items, then the user data."""
+    head = struct.pack("<HHHHII", 0, 0, 0x0040, 0, 4242, 4)  # size, header type, flags, property, thread, process
+    head += struct.pack("<Q", timestamp_units(ts, 10_000_000) + FILETIME_EPOCH)
+    head += uuid.UUID(provider).bytes_le
+    head += struct.pack("<HBBBBHQ", event_id, 0, 0x10, 4, 0, 0, keyword)  # id, version, channel, level, opcode, task
+    head += struct.pack("<Q", 0) + bytes(16) + struct.pack("<BBH", 0, 0, 1)  # processor time, activity, buffer context
+    head += struct.pack("<HHB", len(extended), len(user_data), 0)
+    items = b"".join(struct.pack("<HHHH", 0, 1, 0, len(x)) + x for x in extended)
+    return head + items + user_data
+
+
+def ndis_fragment(
+    ts: Timestamp,
+    fragment: bytes,
+    *,
+    start: bool = True,
+    end: bool = True,
+    lower: int = 0,
+    miniport: int = 7,
+    extended: tuple[bytes, ...] = (),
+) -> bytes:
+    """An NDIS packet-capture event (1001) carrying `fragment` of an Ethernet frame."""
+    keyword = NDIS_KW_MEDIA_802_3 | NDIS_KW_RECEIVE
+    keyword |= (NDIS_KW_PACKET_START if start else 0) | (NDIS_KW_PACKET_END if end else 0)
+    user = struct.pack("<III", miniport, lower, len(fragment)) + fragment
+    return etw_event(ts, user, keyword=keyword, extended=extended)

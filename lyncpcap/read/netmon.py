@@ -59,6 +59,8 @@ _MEDIA = {
     8: _LINK_RAW,  # wireless WAN
     9: _LINK_RAW,  # raw IP frames
 }
+#: (stands for) packets the NDIS packet capture took on a native 802.11 interface
+NATIVE_802_11 = -1
 _MEDIA_NAMES = {
     2: "Token Ring",
     3: "FDDI",
@@ -76,10 +78,13 @@ _MEDIA_NAMES = {
     0xE088: "Message Analyzer WFP capture",
     0xE089: "Message Analyzer PEF NDIS",
     0xE08A: "Message Analyzer PEF NDIS Wi-Fi",
+    NATIVE_802_11: "native 802.11 from Windows' NDIS packet capture",
 }
 _PCAP_BASE = 0xE000
-#: Records that are numbered frames but hold no packet: ETW events, the adapter list, the filter.
-_NOTE_FRAMES = frozenset({0xFFE0, 0xFFFB, 0xFFFF})
+#: Records that are numbered frames but hold no packet: the adapter list, the filter (and ETW
+#: events other than the NDIS packet capture's).
+NETEVENT = 0xFFE0
+_NOTE_FRAMES = frozenset({NETEVENT, 0xFFFB, 0xFFFF})
 #: Records that are not frames at all: payload header, network info, DNS cache.
 _NOT_FRAMES = frozenset({0xFFFC, 0xFFFD, 0xFFFE})
 
@@ -167,6 +172,82 @@ def _offsets(window: _Window, header: NetmonHeader) -> Iterator[int]:
         yield from struct.unpack(f"<{len(raw) // 4}I", raw[: len(raw) // 4 * 4])
 
 
+# -- packets inside ETW events -------------------------------------------------------------------
+#
+# `netsh trace start capture=yes` (and Message Analyzer's local capture) records packets as events of
+# the Microsoft-Windows-NDIS-PacketCapture provider; Network Monitor saves them as event records
+# (media type 0xFFE0), which Wireshark shows as "NetMon Event" / "ETW Ndis".  The record is the
+# event header (EVENT_HEADER, then the extended-data count and user-data length, as Wireshark's
+# netmon_event dissector reads it), extended data items, then the user data: for event 1001
+# (a packet fragment) the miniport and lower interface indexes, the fragment's size and its bytes.
+# The keyword says the medium and whether the fragment starts and/or ends its packet.
+
+NDIS_PACKET_CAPTURE = bytes.fromhex("6e00d62e29470946b4233ee7bcd678ef")  # {2ED6006E-4729-4609-B423-3EE7BCD678EF}
+EVENT_PACKET_FRAGMENT = 1001
+_EVENT_HEADER = struct.Struct("<HHHHIIQ16sHBBBBHQQ16sBBHHHB")  # 89 bytes
+KW_MEDIA_802_3 = 0x1
+KW_MEDIA_WIRELESS_WAN = 0x200
+KW_MEDIA_TUNNEL = 0x8000
+KW_MEDIA_NATIVE_802_11 = 0x10000
+KW_PACKET_START = 0x4000_0000
+KW_PACKET_END = 0x8000_0000
+#: fragments of one packet kept at most (a packet is at most 64 KiB; more means damage)
+MAX_PACKET_BYTES = 1 << 16
+
+
+class NdisPackets:
+    """Packets out of NDIS packet-capture events, fragments joined per interface pair."""
+
+    def __init__(self) -> None:
+        self.partial: dict[tuple[int, int], bytearray] = {}
+
+    def packet(self, event: bytes) -> tuple[int | None, bytes] | None:
+        """(pcap link type, or None for native 802.11; the packet) when `event` completes one."""
+        if len(event) < _EVENT_HEADER.size:
+            return None
+        fields = _EVENT_HEADER.unpack_from(event)
+        provider, event_id, keyword = fields[7], fields[8], fields[14]
+        extended_count, user_length = fields[20], fields[21]
+        if provider != NDIS_PACKET_CAPTURE or event_id != EVENT_PACKET_FRAGMENT:
+            return None
+        pos = _EVENT_HEADER.size
+        for _ in range(extended_count):  # reserved, type, linkage, size, data
+            if pos + 8 > len(event):
+                return None
+            pos += 8 + int.from_bytes(event[pos + 6 : pos + 8], "little")
+        user = event[pos : pos + user_length]
+        if len(user) < 12:
+            return None
+        miniport, lower, size = struct.unpack_from("<III", user)
+        fragment = user[12 : 12 + size]
+        key = (miniport, lower)
+        if keyword & KW_PACKET_START:
+            self.partial.pop(key, None)
+            if keyword & KW_PACKET_END:
+                return _medium(keyword), fragment
+            self.partial[key] = bytearray(fragment)
+            return None
+        pending = self.partial.get(key)
+        if pending is None:
+            return None  # a fragment whose start was not captured
+        pending += fragment
+        if len(pending) > MAX_PACKET_BYTES:
+            del self.partial[key]
+            return None
+        if keyword & KW_PACKET_END:
+            del self.partial[key]
+            return _medium(keyword), bytes(pending)
+        return None
+
+
+def _medium(keyword: int) -> int | None:
+    if keyword & KW_MEDIA_NATIVE_802_11:
+        return None
+    if keyword & (KW_MEDIA_WIRELESS_WAN | KW_MEDIA_TUNNEL):
+        return _LINK_RAW
+    return _LINK_ETHERNET
+
+
 def read_records(
     fd: int, size: int, header: NetmonHeader, warn: Callable[[str], None], at: Callable[[int, int], None]
 ) -> Iterator[Record]:
@@ -198,6 +279,7 @@ def read_records(
     unpack_trailer = struct.Struct("<H4xQ").unpack_from if trailer == 15 else struct.Struct("<H").unpack_from
     frame = 0
     skipped: Counter[int] = Counter()
+    ndis = NdisPackets()
     offsets = _offsets(window, header) if table_ok else None
     offset = HEADER_SIZE
     # without a usable table, records run up to where the header says the table starts (if it can)
@@ -253,6 +335,16 @@ def read_records(
             at(frame, offset)
             linktype = _MEDIA.get(media)
             if linktype is None:
+                if media == NETEVENT:
+                    packet = ndis.packet(data)
+                    if packet is None:
+                        continue  # another event, or a fragment of a packet still incomplete
+                    medium, data = packet
+                    if medium is None:
+                        skipped[NATIVE_802_11] += 1
+                        continue
+                    yield frame, ts, medium, data, len(data)
+                    continue
                 if media in _NOTE_FRAMES:
                     continue
                 if media & 0xF000 == _PCAP_BASE and media not in _MEDIA_NAMES:
@@ -263,8 +355,7 @@ def read_records(
             yield frame, ts, linktype, data, wirelen
     finally:
         for media, n in sorted(skipped.items()):
-            what = _MEDIA_NAMES.get(media, "unknown")
+            name = _MEDIA_NAMES.get(media, "unknown")
+            what = f"media type {media} ({name})" if media >= 0 else name
             frames = "frame" if n == 1 else "frames"
-            warn(
-                f"{n} Network Monitor {frames} of media type {media} ({what}) skipped: lyncpcap reads Ethernet and IP"
-            )
+            warn(f"{n} Network Monitor {frames} of {what} skipped: lyncpcap reads Ethernet and IP")

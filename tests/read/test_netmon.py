@@ -29,6 +29,8 @@ from lyncpcap.lab.pcapwriter import (
     NETMON_NETWORK_INFO_EX,
     NETMON_PCAP_BASE,
     NetmonFrame,
+    etw_event,
+    ndis_fragment,
     timestamp_units,
     write_netmon,
 )
@@ -43,6 +45,12 @@ def _frames(capture: Path) -> list[NetmonFrame]:
             (ts, bytes(data), NETMON_ETHERNET if linktype == 1 else NETMON_PCAP_BASE | linktype)
             for _n, ts, linktype, data, _w in cap
         ]
+
+
+def _linktype(capture: Path) -> int:
+    with open_capture(capture) as cap:
+        cap.read_head()
+        return min(cap.linktypes)
 
 
 def _with_records_that_are_not_frames(frames: list[NetmonFrame]) -> list[NetmonFrame]:
@@ -236,15 +244,19 @@ def test_gzip_compressed_network_monitor_file_is_named(tmp_path: Path) -> None:
 
 
 def test_damage_anywhere_is_never_an_internal_error(tmp_path: Path) -> None:
-    """Header fields, frame table and records damaged 150 ways: a one-line error, or an analysis
+    """Header fields, frame table and records (packets inside NDIS events too) damaged 200 ways: a one-line error, or an analysis
     without an internal error whose JSON can be written."""
     originals = []
     for capture in sample_captures()[:8]:
         path = tmp_path / (capture.stem + ".cap")
         write_netmon(path, _with_records_that_are_not_frames(_frames(capture)))
         originals.append(path.read_bytes())
+    for capture in [c for c in sample_captures() if _linktype(c) == 1][:3]:  # packets inside NDIS events
+        path = tmp_path / (capture.stem + "-netsh.cap")
+        write_netmon(path, _as_netsh_trace(capture))
+        originals.append(path.read_bytes())
     rng = random.Random(3)
-    for n in range(150):
+    for n in range(200):
         out = bytearray(originals[n % len(originals)])
         for _ in range(rng.choice((1, 3, 10))):
             where = rng.random()
@@ -299,3 +311,70 @@ def test_a_sessions_packets_are_drilled_down_by_wireshark_in_the_netmon_file(tmp
     for step in steps:
         names = {layer.layer_name for layer in packets[step.frame].layers}
         assert names & {"http", "sip"}, (step.step, step.frame, names)
+
+
+# -- netsh trace, saved by Network Monitor: packets inside NDIS packet-capture events --------------
+
+
+def _as_netsh_trace(capture: Path) -> list[NetmonFrame]:
+    """The capture's Ethernet frames as `netsh trace start capture=yes` records them and Network
+    Monitor saves them: one NDIS packet-capture event (1001) per packet, in an event record."""
+    with open_capture(capture) as cap:
+        return [(ts, ndis_fragment(ts, bytes(data)), NETMON_NETEVENT) for _n, ts, _lt, data, _w in cap]
+
+
+@pytest.mark.parametrize("capture", [c for c in sample_captures() if _linktype(c) == 1], ids=lambda p: p.stem)
+def test_a_netsh_trace_saved_by_network_monitor_gives_the_same_analysis(capture: Path, tmp_path: Path) -> None:
+    netmon = tmp_path / (capture.stem + ".cap")
+    write_netmon(netmon, _as_netsh_trace(capture))
+    assert _analysis_part(_document(netmon)) == _analysis_part(_document(capture))
+
+
+def test_ndis_events_match_what_tshark_reads_out_of_them(tmp_path: Path, tshark: str) -> None:
+    """tshark's netmon_event and etw.ndis dissectors are the reference for the record layout:
+    frame numbers, times and the Ethernet frames inside, with extended data items present and
+    events of another provider among them."""
+    frames = _as_netsh_trace(SAMPLES / "09a-wrong-password.pcapng")[:20]
+    t = frames[5][0]
+    other = etw_event(t, b"\x00" * 24, provider="7D44233D-3055-4B9C-BA64-0D47CA40A232", event_id=1)  # WinHTTP
+    with_items = ndis_fragment(t, _frames(SAMPLES / "09a-wrong-password.pcapng")[5][1], extended=(b"\x01" * 8, b"\x02" * 4))
+    mixed = [*frames[:5], (t, other, NETMON_NETEVENT), (t, with_items, NETMON_NETEVENT), *frames[6:]]
+    path = tmp_path / "ndis.cap"
+    write_netmon(path, mixed)
+    fields = run(tshark, "-n", "-r", path, "-T", "fields", "-e", "frame.number", "-e", "frame.time_epoch",
+                 "-e", "etw.ndis.fragment_size", "-e", "eth.src", "-e", "ip.src")  # fmt: skip
+    rows = [line.split("\t") for line in fields.splitlines()]
+    want = {int(n): (f"{float(ts):.6f}", int(size)) for n, ts, size, eth, _ip in rows if eth}
+    with open_capture(path) as cap:
+        got = {n: (f"{ts:.6f}", len(data)) for n, ts, _lt, data, _w in cap}
+        assert cap.frames == len(rows) == 21
+    assert got == want and 6 not in got and len(got) == 20
+
+
+def test_a_packet_in_several_ndis_fragments_and_captured_at_two_layers(tmp_path: Path) -> None:
+    """Large packets come in several events (KW_PACKET_START ... KW_PACKET_END), and netsh trace
+    records a packet at each layer it passes (another LowerIfIndex): joined per interface pair,
+    and the duplicates change nothing."""
+    capture = SAMPLES / "02-desktop-external-ntlm.pcapng"
+    events: list[NetmonFrame] = []
+    with open_capture(capture) as cap:
+        for _n, ts, _lt, data, _w in cap:
+            frame = bytes(data)
+            for lower in (0, 3):
+                if len(frame) > 600:
+                    cuts = [0, 200, len(frame) // 2, len(frame)]
+                    for i in range(3):
+                        piece = frame[cuts[i] : cuts[i + 1]]
+                        events.append((ts, ndis_fragment(ts, piece, start=i == 0, end=i == 2, lower=lower), NETMON_NETEVENT))
+                else:
+                    events.append((ts, ndis_fragment(ts, frame, lower=lower), NETMON_NETEVENT))
+    path = tmp_path / "fragments.cap"
+    write_netmon(path, events)
+    a, b = lyncpcap.analyze(path), lyncpcap.analyze(capture)
+
+    def facts(x: lyncpcap.Analysis) -> list[object]:
+        return [(s.user, s.outcome, s.auth_protocol, [(st.step, st.url, st.status, st.result) for st in s.steps])
+                for s in x.session_list]  # fmt: skip
+
+    assert facts(a) == facts(b) and a.session_list
+    assert [f.id for f in a.finding_list] == [f.id for f in b.finding_list]
