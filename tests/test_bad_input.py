@@ -19,6 +19,7 @@ from conftest import SAMPLES, analysis_document
 
 import lyncpcap
 from lyncpcap.errors import CaptureError
+from lyncpcap.read import open_capture
 
 SAMPLE = SAMPLES / "09c-lyncdiscover-nxdomain.pcap"  # classic pcap, Ethernet, two sessions
 
@@ -340,6 +341,32 @@ def test_unknown_link_type_is_a_warning(tmp_path: Path) -> None:
     result = cli("analyze", str(tmp_path / "user0.pcap"), "--format", "json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["captures"][0]["warnings"]
+
+
+def test_windows_event_records_beside_the_packets_are_named_as_such(tmp_path: Path) -> None:
+    """Wireshark opens an .etl trace as Ethernet frames (the NDIS packet capture's) and ETW records
+    (link type 290, every other provider's events): the events are not 'packets of an unknown link
+    type', and the packets are analysed as usual."""
+    def block(btype: int, body: bytes) -> bytes:
+        body += b"\x00" * (-len(body) % 4)
+        return struct.pack("<II", btype, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+    with open_capture(SAMPLE) as cap:
+        packets = [(ts, bytes(data)) for _n, ts, _lt, data, _w in cap]
+    events = [(ts + 1e-6, struct.pack("<HHHHII", 0, 0, 0x40, 0, 4, 4) + bytes(80)) for ts, _data in packets[::7]]
+    frames = sorted([(ts, 0, data) for ts, data in packets] + [(ts, 1, data) for ts, data in events])
+    out = [block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))]
+    out += [block(1, struct.pack("<HHI", linktype, 0, 0)) for linktype in (1, 290)]
+    for ts, interface, data in frames:
+        units = round(ts * 1e6)
+        out.append(block(6, struct.pack("<IIIII", interface, units >> 32, units & 0xFFFFFFFF, len(data), len(data)) + data))
+    path = tmp_path / "from-etl.pcapng"
+    path.write_bytes(b"".join(out))
+    a = lyncpcap.analyze(path)
+    assert summary(a) == REFERENCE
+    assert a.captures[0].warnings == [
+        f"{len(events)} packets skipped: Windows event (ETW) records, not packets (an .etl trace opened in Wireshark)"
+    ]
 
 
 def test_gzip_and_sniffed_format(tmp_path: Path) -> None:

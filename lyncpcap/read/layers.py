@@ -36,6 +36,9 @@ LINK_SLL = 113
 LINK_SLL2 = 276
 LINK_IPV4 = 228
 LINK_IPV6 = 229
+#: Event Tracing for Windows records: what Wireshark keeps of an .etl besides its packets (which it
+#: turns into Ethernet frames); events, not packets.
+LINK_ETW = 290
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -66,6 +69,7 @@ LATEST_TIME = float(1 << 32)
 #: Why a packet was dropped -> how a warning describes it.  Keys are the `skipped.<reason>` stats.
 SKIP_REASONS = {
     "unknown_linktype": "unknown link type",
+    "etw_event": "Windows event (ETW) records, not packets (an .etl trace opened in Wireshark)",
     "non_ip": "not IP (ARP, LLDP, ...)",
     "truncated": "shorter than their own headers",
     "bad_ip_version": "IP version field is neither 4 nor 6",
@@ -233,6 +237,9 @@ class Decoder:
             return self._ip4(data, 0, n, ts, truncated, 0)
         if linktype == LINK_IPV6:
             return self._ip6(data, 0, n, ts, truncated, 0)
+        if linktype == LINK_ETW:
+            self._skip("etw_event")
+            return None
         self.unknown_linktypes[linktype] += 1
         self._skip("unknown_linktype")
         return None
