@@ -203,14 +203,23 @@ def test_a_packet_stamped_after_2106_is_skipped_and_reported(tmp_path: Path) -> 
 
 
 def test_an_archive_entry_stamped_after_2106_is_named(tmp_path: Path) -> None:
+    """A damaged entry costs only itself, named in a warning; a HAR of nothing but damaged entries
+    is a one-line error naming the first."""
     har = json.loads((SAMPLES / "05-lwa-domain-user-soap-har.har").read_text(encoding="utf-8-sig"))
     har["log"]["entries"][2]["startedDateTime"] = "9999-12-31T23:59:59.000Z"
     path = tmp_path / "future.har"
     path.write_text(json.dumps(har), encoding="utf-8")
+    a = lyncpcap.analyze(path)
+    (warning,) = [w for w in a.captures[0].warnings if "damaged HAR" in w]
+    assert warning.startswith("1 damaged HAR entry skipped (first: HAR entry 3") and "after 2106" in warning
+    assert len(a.step_list) == len(lyncpcap.analyze(SAMPLES / "05-lwa-domain-user-soap-har.har").step_list) - 1
+    for entry in har["log"]["entries"]:
+        entry["startedDateTime"] = "9999-12-31T23:59:59.000Z"
+    path.write_text(json.dumps(har), encoding="utf-8")
     result = cli("analyze", str(path))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "HAR entry 3" in lines[0] and "after 2106" in lines[0], result.stderr
+    assert len(lines) == 1 and "HAR entry 1" in lines[0] and "after 2106" in lines[0], result.stderr
 
 
 def test_xml_in_an_encoding_python_lacks_loses_only_its_documents(tmp_path: Path) -> None:

@@ -278,7 +278,6 @@ def _damaged_saz(path: Path, how: str) -> Path:
 @pytest.mark.parametrize(
     ("name", "make", "message"),
     [
-        ("deflate.saz", lambda p: _damaged_saz(p, "deflate"), "damaged SAZ member raw/"),
         ("version.saz", lambda p: _damaged_saz(p, "version"), "not a readable Fiddler SAZ archive (damaged zip: zip file version"),
         ("notes.zip", lambda p: _zip(p, {"readme.txt": "hello"}), "a zip archive: extract the capture first"),
         ("meta.saz", lambda p: _zip(p, {"raw/01_c.txt": b"GET http://a/ HTTP/1.1\r\n\r\n", "raw/01_m.xml": "<Session"}),
@@ -289,9 +288,9 @@ def _damaged_saz(path: Path, how: str) -> Path:
          "not a readable Fiddler SAZ archive"),
         ("bad.har", lambda p: p.write_text('{"log": {"entries": [}'), "not a HAR file: invalid JSON at line 1 column 22"),
         ("other.har", lambda p: p.write_text('{"name": "package.json"}'), "not a HAR file: no log.entries list"),
-        ("entry.har", lambda p: _chrome_har(p, [_entry("https://a/", "2024-03-01T08:15:02Z"),
+        ("entry.har", lambda p: _chrome_har(p, [{**_entry("https://a/", "x"), "startedDateTime": None},
                                                  {**_entry("https://a/", "x"), "startedDateTime": None}]),
-         "HAR entry 2 startedDateTime is missing"),
+         "HAR entry 1 startedDateTime is missing (and 1 more entries)"),
         ("zone.har", lambda p: _chrome_har(p, [_entry("https://a/", "2024-03-01T08:15:02")]),
          "HAR entry 1 startedDateTime '2024-03-01T08:15:02' has no time zone"),
     ],
@@ -303,6 +302,16 @@ def test_damaged_archive_is_one_line(name: str, make: Any, message: str, tmp_pat
         lyncpcap.analyze(path)
     text = str(err.value)
     assert "\n" not in text and text.startswith(f"{path}: ") and message in text
+
+
+def test_a_damaged_saz_member_loses_only_its_session(tmp_path: Path) -> None:
+    """A session whose member's deflate stream is broken is skipped and named; the rest is analysed."""
+    path = _damaged_saz(tmp_path / "deflate.saz", "deflate")
+    reference = lyncpcap.analyze(SAMPLES / "05-lwa-domain-user-soap-saz.saz")
+    a = lyncpcap.analyze(path)
+    assert [s.frame for s in a.step_list] == [s.frame for s in reference.step_list if s.frame != 1]
+    [warning] = a.captures[0].warnings
+    assert warning.startswith("1 damaged session(s) skipped (e.g. damaged SAZ member raw/01_c.txt")
 
 
 def test_cli_damaged_har_exit_2(tmp_path: Path) -> None:
