@@ -50,13 +50,23 @@ HARMLESS_QUERY_PARAMETERS: frozenset[str] = frozenset(
 
 def redact_url(url: str | None, reveal: bool = False) -> str | None:
     """The URL with query values redacted (`«redacted sha256:…»` of the decoded value) unless they
-    are known harmless; harmless parameters keep their exact text.  Every output goes through this."""
-    if url is None or reveal or "?" not in url:
+    are known harmless; harmless parameters keep their exact text.  A fragment written as
+    parameters (`#access_token=…&token_type=Bearer`, the OAuth implicit flow's answer in a redirect)
+    is redacted the same way.  Every output goes through this."""
+    if url is None or reveal or ("?" not in url and "#" not in url):
         return url
-    base, _, query = url.partition("?")
-    query, hash_mark, fragment = query.partition("#")
+    rest, hash_mark, fragment = url.partition("#")
+    base, question, query = rest.partition("?")
+    if question:
+        query = _redact_pairs(query)
+    if hash_mark and "=" in fragment:
+        fragment = _redact_pairs(fragment)
+    return f"{base}{question}{query}{hash_mark}{fragment}"
+
+
+def _redact_pairs(text: str) -> str:
     parts = []
-    for pair in query.split("&"):
+    for pair in text.split("&"):
         raw_name, equals, raw_value = pair.partition("=")
         name = unquote_plus(raw_name)
         value = unquote_plus(raw_value)
@@ -64,7 +74,7 @@ def redact_url(url: str | None, reveal: bool = False) -> str | None:
             parts.append(pair)
         else:
             parts.append(f"{raw_name}={Secret('query', value).redacted()}")
-    return f"{base}?{'&'.join(parts)}{hash_mark}{fragment}"
+    return "&".join(parts)
 
 
 def render(value: Any, reveal: bool = False) -> Any:

@@ -146,3 +146,23 @@ def test_no_secret_from_http2_traffic_either(name: str, tmp_path: Path) -> None:
             assert not [form for form in variants(secret) if form in text], f"{fmt} output leaks {secret[:12]}…"
     revealed = normalised("json", render_all(capture, tmp_path, reveal=True)["json"])
     assert all(s in revealed for s in secrets)
+
+
+def test_a_token_in_a_redirects_fragment_is_redacted(tmp_path: Path) -> None:
+    """The OAuth implicit flow answers with `Location: …#access_token=…&token_type=Bearer`: the
+    redirect a step reports carries the fragment, redacted."""
+    token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.implicit-flow-token"
+    entry = {
+        "startedDateTime": "2024-03-01T08:15:02.000Z", "time": 80,
+        "request": {"method": "GET", "url": "https://adfs.contoso.com/adfs/oauth2/authorize?client_id=lync&response_type=token",
+                    "httpVersion": "HTTP/1.1", "headers": [{"name": "User-Agent", "value": "Mozilla/5.0"}]},
+        "response": {"status": 302, "statusText": "Found", "httpVersion": "HTTP/1.1",
+                     "headers": [{"name": "Location", "value": f"https://lyncweb.contoso.com/#access_token={token}&token_type=Bearer"}],
+                     "content": {"size": 0, "mimeType": "text/html"}, "redirectURL": ""},
+        "timings": {"send": 1, "wait": 70, "receive": 9},
+    }  # fmt: skip
+    path = tmp_path / "implicit.har"
+    path.write_text(json.dumps({"log": {"version": "1.2", "entries": [entry]}}), encoding="utf-8")
+    redacted = cli("analyze", str(path), "--format", "json")
+    assert "redirect" in redacted.lower() and "lyncweb.contoso.com" in redacted
+    assert token not in redacted and "access_token=«redacted sha256:" in redacted
