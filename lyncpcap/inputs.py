@@ -37,8 +37,12 @@ class InputKind(enum.Enum):
 
 
 def _looks_like_json(head: bytes) -> bool:
-    text = head.removeprefix(_BOM).lstrip()
-    return text.startswith(b"{")
+    """JSON text that opens an object: UTF-8 (with or without a byte-order mark) or UTF-16 after
+    its byte-order mark (PowerShell's Out-File, Notepad's "Unicode")."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = head[2 : len(head) & ~1].decode("utf-16-le" if head[0] == 0xFF else "utf-16-be", errors="replace")
+        return text.lstrip().startswith("{")
+    return head.removeprefix(_BOM).lstrip().startswith(b"{")
 
 
 def sniff(path: str | Path) -> InputKind:

@@ -157,15 +157,22 @@ class _Json:
 
 @contextmanager
 def _text(p: Path) -> Iterator[TextIO]:
-    """The HAR's text, gzip'd or not, a UTF-8 byte-order mark dropped."""
+    """The HAR's text, gzip'd or not: UTF-8 (a byte-order mark dropped), or UTF-16 after its
+    byte-order mark (what PowerShell's Out-File and Notepad's "Unicode" write)."""
     try:
         with open(p, "rb") as raw:
             gzipped = raw.read(2) == b"\x1f\x8b"
     except OSError as exc:
         raise CaptureError(p, f"cannot read: {exc.strerror or exc}") from None
     binary = cast(IO[bytes], gzip.GzipFile(p, "rb")) if gzipped else open(p, "rb")  # noqa: SIM115 (closed below)
-    with binary, io.TextIOWrapper(binary, encoding="utf-8-sig", errors="replace") as text:
-        yield text
+    with binary:
+        try:
+            bom = binary.peek(2)[:2] if hasattr(binary, "peek") else b""
+        except (OSError, EOFError, zlib.error):
+            bom = b""
+        encoding = "utf-16" if bom in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+        with io.TextIOWrapper(binary, encoding=encoding, errors="replace") as text:
+            yield text
 
 
 def _entries(p: Path, stream: TextIO, notes: list[str]) -> Iterator[Any]:

@@ -426,3 +426,18 @@ def test_saz_reader_sees_the_archive_twins_unchanged() -> None:
             resp = x.exchange.response
             assert resp is not None and not resp.truncated
             assert resp.body_size == len(resp.body) or resp.headers.get("Content-Encoding")
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_har_saved_as_utf16_is_read(compressed: bool, tmp_path: Path) -> None:
+    """PowerShell's Out-File and Notepad's "Unicode" save text as UTF-16 with a byte-order mark: the
+    same HAR, plain or gzip'd, gives the same steps."""
+    sample = SAMPLES / "05-lwa-domain-user-soap-har.har"
+    data = sample.read_text(encoding="utf-8-sig").encode("utf-16")
+    path = tmp_path / ("u16.har.gz" if compressed else "u16.har")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    a, b = lyncpcap.analyze(path), lyncpcap.analyze(sample)
+    assert [(s.step, s.url, s.status, s.result) for s in a.step_list] == [
+        (s.step, s.url, s.status, s.result) for s in b.step_list
+    ]
+    assert a.step_list and a.captures[0].format == "har"
