@@ -169,6 +169,7 @@ class HttpExchange:
     response: HttpResponse | None
     index: int  # position of the request on its connection (0-based)
     response_lost: bool = False  # the answer fell into a capture gap
+    error: str | None = None  # why there is no answer, as the client put it (a HAR's net::ERR_…)
 
 
 def decode_body(body: bytes, headers: Headers) -> bytes:

@@ -398,6 +398,8 @@ def _entry(number: int, entry: Any, client: str) -> ArchiveExchange | None:
     if conn_id not in (None, ""):
         connection += f"|{conn_id}"
     exchange = HttpExchange(request=request, response=response, index=0)
+    if response is None and isinstance(resp, dict) and isinstance(resp.get("_error"), str) and resp["_error"]:
+        exchange.error = resp["_error"][:200]  # Chrome and Edge: net::ERR_NAME_NOT_RESOLVED, ...
     return ArchiveExchange(number, exchange, client, server, scheme, None, server_port, connection)
 
 

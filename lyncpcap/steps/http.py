@@ -170,6 +170,8 @@ class HttpClassifier:
         if handler is not None:
             handler(step, req, resp, token, details)
         self._generic_result(step, req, resp, token, details)
+        if resp is None and ex.error:
+            _browser_error(step, ex.error, req.host or step.dst, details)
         self._response_auth(step, resp, ep, state)
         if ex.response_lost:
             details.append("response lost in a capture gap")
@@ -708,3 +710,48 @@ class HttpClassifier:
         if auth == "ntlm":
             return "NTLM credentials refused: wrong password, or the account is locked out or disabled"
         return f"{auth} credentials refused"
+
+
+#: Chrome's and Edge's network errors on a HAR entry that got no answer -> what went wrong (the
+#: names of Chromium's net/base/net_error_list.h).  A sign-in step that never reached its server.
+BROWSER_ERRORS: dict[str, str] = {
+    "ERR_NAME_NOT_RESOLVED": "{host} does not resolve (DNS)",
+    "ERR_NAME_RESOLUTION_FAILED": "{host} could not be resolved (no DNS server answered)",
+    "ERR_CONNECTION_REFUSED": "could not connect to {host}: connection refused (nothing listens there, or a firewall rejects it)",
+    "ERR_CONNECTION_TIMED_OUT": "could not connect to {host}: no answer (a firewall drops it, or the host is down)",
+    "ERR_TIMED_OUT": "{host} did not answer in time",
+    "ERR_ADDRESS_UNREACHABLE": "could not connect to {host}: no route to it",
+    "ERR_CONNECTION_RESET": "{host} reset the connection",
+    "ERR_CONNECTION_CLOSED": "{host} closed the connection without answering",
+    "ERR_EMPTY_RESPONSE": "{host} closed the connection without answering",
+    "ERR_CERT_AUTHORITY_INVALID": "the browser does not trust the certificate of {host} (an authority it does not know: a private CA?)",
+    "ERR_CERT_COMMON_NAME_INVALID": "the certificate of {host} does not name it",
+    "ERR_CERT_DATE_INVALID": "the certificate of {host} has expired or is not valid yet",
+    "ERR_CERT_REVOKED": "the certificate of {host} is revoked",
+    "ERR_SSL_PROTOCOL_ERROR": "TLS handshake with {host} failed",
+    "ERR_SSL_VERSION_OR_CIPHER_MISMATCH": "TLS handshake with {host} failed: no TLS version or cipher suite in common",
+    "ERR_BAD_SSL_CLIENT_AUTH_CERT": "{host} refused the client certificate (smart card) the browser offered",
+    "ERR_TUNNEL_CONNECTION_FAILED": "the forward proxy could not open a tunnel to {host}",
+    "ERR_PROXY_CONNECTION_FAILED": "the browser could not reach its forward proxy",
+    "ERR_INTERNET_DISCONNECTED": "the machine had no network connection",
+    "ERR_NETWORK_CHANGED": "the machine's network changed during the request",
+}
+#: errors that are the page's or the browser's own doing, not a failure of the sign-in
+BENIGN_BROWSER_ERRORS = frozenset({"ERR_ABORTED", "ERR_BLOCKED_BY_CLIENT", "ERR_CACHE_MISS", "ERR_INSUFFICIENT_RESOURCES"})
+
+
+def _browser_error(step: Step, error: str, host: str, details: list[str]) -> None:
+    """A request the browser gave up on (a HAR entry without an answer, with its net::ERR_…)."""
+    code = error.strip().removeprefix("net::")
+    if "no response seen" in details:
+        details.remove("no response seen")
+    if code in BENIGN_BROWSER_ERRORS:
+        details.append(f"cancelled by the browser ({error})")
+        return
+    reason = BROWSER_ERRORS.get(code, "the browser got no answer from {host}").format(host=host.split(":")[0])
+    step.result = "failure"
+    step.status = code
+    step.failure_reason = reason
+    step.failure_evidence = f"the browser's error: {error}"
+    details.append(reason)
+

@@ -441,3 +441,47 @@ def test_a_har_saved_as_utf16_is_read(compressed: bool, tmp_path: Path) -> None:
         (s.step, s.url, s.status, s.result) for s in b.step_list
     ]
     assert a.step_list and a.captures[0].format == "har"
+
+
+def _unanswered(url: str, started: str, error: str) -> dict[str, Any]:
+    """A Chrome HAR entry the browser gave up on: status 0, the net error in `_error`."""
+    return {
+        "startedDateTime": started, "time": 31.2, "connection": "",
+        "request": {"method": "GET", "url": url, "httpVersion": "", "headers": [
+            {"name": "User-Agent", "value": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0"}]},
+        "response": {"status": 0, "statusText": "", "httpVersion": "", "headers": [], "_error": error,
+                     "content": {"size": 0, "mimeType": "x-unknown"}, "redirectURL": "", "_transferSize": 0},
+        "timings": {"blocked": 31.2, "dns": -1, "connect": -1, "send": 0, "wait": 0, "receive": 0},
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ("net::ERR_NAME_NOT_RESOLVED", "lyncdiscover.contoso.com does not resolve (DNS)"),
+        ("net::ERR_CONNECTION_REFUSED", "could not connect to lyncdiscover.contoso.com: connection refused"),
+        ("net::ERR_CERT_AUTHORITY_INVALID", "the browser does not trust the certificate of lyncdiscover.contoso.com"),
+    ],
+)
+def test_chrome_har_a_request_the_browser_gave_up_on_is_the_failure_with_its_reason(
+    error: str, reason: str, tmp_path: Path
+) -> None:
+    """Status 0 with `_error`: the request never got an answer, and Chrome says why.  The session
+    fails at that step with the browser's reason, not "no response seen"."""
+    entries = [_unanswered("https://lyncdiscover.contoso.com/?sipuri=kim@contoso.com", "2024-03-01T08:15:02.100Z", error)]
+    path = tmp_path / "gave-up.har"
+    path.write_text(json.dumps({"log": {"version": "1.2", "entries": entries}}), encoding="utf-8")
+    (session,) = lyncpcap.analyze(path).session_list
+    (step,) = session.steps
+    assert (step.step, step.result, step.status) == ("autodiscover", "failure", error.removeprefix("net::"))
+    assert session.outcome == "failure" and session.failure is not None
+    assert session.failure["reason"].startswith(reason) and error in session.failure["evidence"]
+
+
+def test_chrome_har_a_request_the_page_cancelled_is_no_failure(tmp_path: Path) -> None:
+    entries = [_unanswered("https://lyncdiscover.contoso.com/?sipuri=kim@contoso.com", "2024-03-01T08:15:02.100Z",
+                           "net::ERR_ABORTED")]  # fmt: skip
+    path = tmp_path / "aborted.har"
+    path.write_text(json.dumps({"log": {"version": "1.2", "entries": entries}}), encoding="utf-8")
+    (step,) = lyncpcap.analyze(path).step_list
+    assert step.result == "none" and "cancelled by the browser (net::ERR_ABORTED)" in step.detail
