@@ -48,21 +48,19 @@ class _Builder:
     credentials_seen: bool = False
     conns: set[int] = field(default_factory=set)
 
-    def compatible(self, step: Step) -> bool:
-        acc = {account_key(v) for v in step.evidence_of("account")}
+    def compatible(self, ident: _Identity) -> bool:
+        acc, sips, fam = ident
         if acc and self.accounts and not (acc & self.accounts):
             return False
-        sips = {v.lower() for v in step.evidence_of("sip_uri")}
         if sips and self.sip_uris and not (sips & self.sip_uris):
             return False
-        fam = _family(step)
         return not (fam and self.families and fam not in self.families)
 
-    def add(self, step: Step) -> None:
+    def add(self, step: Step, ident: _Identity) -> None:
         self.steps.append(step)
-        self.accounts |= {account_key(v) for v in step.evidence_of("account")}
-        self.sip_uris |= {v.lower() for v in step.evidence_of("sip_uri")}
-        fam = _family(step)
+        acc, sips, fam = ident
+        self.accounts |= acc
+        self.sip_uris |= sips
         if fam:
             self.families.add(fam)
         self.last = max(self.last, step.end, step.time)
@@ -70,6 +68,22 @@ class _Builder:
             self.credentials_seen = True
         if step.conn is not None:
             self.conns.add(step.conn)
+
+
+#: What the grouping rules compare of a step: its accounts (normalised), SIP URIs (lower case)
+#: and client family — worked out once per step.
+_Identity = tuple[set[str], set[str], str | None]
+
+
+def _identity_of(step: Step) -> _Identity:
+    accounts: set[str] = set()
+    sips: set[str] = set()
+    for e in step.evidence:
+        if e.kind == "account":
+            accounts.add(account_key(e.value))
+        elif e.kind == "sip_uri":
+            sips.add(e.value.lower())
+    return accounts, sips, _family(step)
 
 
 def _family(step: Step) -> str | None:
@@ -171,20 +185,21 @@ class SessionBuilder:
 
     def _assign(self, step: Step) -> None:
         target = None
+        ident = _identity_of(step)
         cand = self._by_conn.get(step.conn) if step.conn is not None else None
         if (
             cand is not None
             and not cand.closed
             and cand.client == step.client
             and step.time - cand.last <= IDLE_GAP
-            and cand.compatible(step)
+            and cand.compatible(ident)
         ):
             target = cand
         if target is None:
             for cand in reversed(self._open.get(step.client, ())):
                 if step.time - cand.last > IDLE_GAP:
                     continue
-                if not cand.compatible(step):
+                if not cand.compatible(ident):
                     continue
                 if _discovery_start(step) and cand.credentials_seen:
                     continue
@@ -194,7 +209,7 @@ class SessionBuilder:
             target = _Builder(client=step.client, number=self._next_id, start=step.time)
             self._next_id += 1
             self._open[step.client].append(target)
-        target.add(step)
+        target.add(step, ident)
         target.close_at = target.last + IDLE_GAP + ATTACH_SLACK
         heapq.heappush(self._deadlines, (target.close_at, target.number, target))
         if step.conn is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -32,7 +32,12 @@ def _client_patterns() -> tuple[tuple[re.Pattern[str], ClientMatch], ...]:
     return tuple((re.compile(p["regex"]), ClientMatch(p["kind"], p["family"])) for p in data["patterns"])
 
 
-@cache
+#: distinct User-Agent strings whose client kind is remembered: a capture holds few, but a spraying
+#: tool may send a new one with every request, and memory must not follow the capture
+_USER_AGENTS_KEPT = 4096
+
+
+@lru_cache(maxsize=_USER_AGENTS_KEPT)
 def client_of(user_agent: str | None) -> ClientMatch | None:
     """The client kind a User-Agent string names, or None when the table does not know it."""
     if not user_agent:
