@@ -11,6 +11,7 @@ import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -19,6 +20,7 @@ from lyncpcap.errors import CaptureError, MalformedError
 from lyncpcap.flows import Connection, Dispatcher, StreamSink
 from lyncpcap.flows.partition import Partition
 from lyncpcap.flows.pdus import KnownConnection, PduStreams
+from lyncpcap.heldsteps import HeldSteps
 from lyncpcap.model import AuthExchange, Step
 from lyncpcap.protocols import dns as dns_proto
 from lyncpcap.protocols import kerberos, tls
@@ -892,6 +894,12 @@ class _TlsDecryption:
             self.run = None
             self.unavailable = str(exc)
 
+    @property
+    def expected(self) -> bool:
+        """Decryption will be attempted: keys were given, or the capture embeds them before its
+        first packet (those after it are found only at the end of the read)."""
+        return self.run is not None or self.unavailable is not None
+
     def secrets_seen(self, secrets: Sequence[tuple[int, bytes]]) -> None:
         if not self.embedded and any(stype == TLS_KEY_LOG_SECRETS for stype, _ in secrets):
             self.embedded = True
@@ -1012,10 +1020,15 @@ def analyse_file(
     p = Path(path)
     engine = Engine(on_step)
     key_file = Path(keylog) if keylog is not None else None
-    with open_capture(p) as cap, _TlsDecryption(p, key_file, rsa_keys) as decryption:
+    with open_capture(p) as cap, _TlsDecryption(p, key_file, rsa_keys) as decryption, ExitStack() as stack:
         dispatcher = engine.dispatcher(full=full)
         cap.read_head()  # pcapng: interface and secrets blocks in front of the first packet
         decryption.secrets_seen(cap.secrets)
+        held = None
+        if on_step is not None and decryption.expected:
+            # the decrypted steps come after the read: the read's wait for them (heldsteps.py)
+            held = stack.enter_context(HeldSteps(on_step))
+            engine.on_step = held.hold
         exported: _ExportedFrames | None = None
         if LINKTYPE_WIRESHARK_UPPER_PDU in cap.linktypes:
             only_pdus = cap.linktypes == {LINKTYPE_WIRESHARK_UPPER_PDU}
@@ -1026,7 +1039,12 @@ def analyse_file(
             dispatcher.run(cap, progress)  # the reader drops what the flows layer would ignore
         decryption.secrets_seen(cap.secrets)
         stats = dispatcher.stats
+        if held is not None:
+            engine.on_step = held.merge
         decryption_warnings = decryption.apply(engine, cap.secrets, stats.get("tcp.connections", 0))
+        if held is not None:
+            held.release()
+            engine.on_step = held.on_step
         engine.finish()
         warnings = list(cap.warnings) + list(dispatcher.warnings) + engine.notes + decryption_warnings
         if exported is not None:

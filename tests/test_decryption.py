@@ -3,6 +3,7 @@ plaintext truth, partial keys, RSA keys, unsupported ciphers, and a missing or o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ from conftest import CORPUS, ROOT, SAMPLES, truth_path
 from truth import differences, load
 
 import lyncpcap
+from lyncpcap import heldsteps
 from lyncpcap.errors import CaptureError
 from lyncpcap.flows.pdus import PduStreams
 from lyncpcap.lab import lync, tlssim
@@ -29,6 +31,7 @@ from lyncpcap.lab.build import build_one
 from lyncpcap.lab.netsim import Network
 from lyncpcap.lab.pcapwriter import write_pcapng
 from lyncpcap.lab.scenarios import CATALOGUE, Spec
+from lyncpcap.model import Step
 from lyncpcap.read import open_capture
 from lyncpcap.read import tshark as tshark_module
 from lyncpcap.read.pdu import LINKTYPE_WIRESHARK_UPPER_PDU, build_exported_pdu, parse_exported_pdu
@@ -216,6 +219,53 @@ def test_freshly_built_tls_capture_gives_its_truth(spec: Spec, tmp_path: Path, t
     assert (keylog is None) == (spec.embed_keys or not spec.twin_of)
     a = lyncpcap.analyze(capture, keylog=keylog)
     assert not differences(a, load(SAMPLES / f"{spec.twin_of or spec.name}.truth.json"))
+
+
+@pytest.mark.parametrize("name", ["02-desktop-external-ntlm-tls", "08-ucwa-mobile-oauth-tls"])
+def test_a_decrypted_capture_longer_than_a_session_keeps_each_sign_in_whole(name: str, tmp_path: Path, tshark: str) -> None:
+    """The decrypted steps reach the classifiers after lyncpcap's own read of the capture: a
+    capture that runs on for 20 minutes after a sign-in must still give that sign-in whole (its
+    DNS and its decrypted web and SIP steps in one session), not one session per decrypted step."""
+    spec = next(s for s in CATALOGUE if s.name == name)
+
+    def twice(cap: Any) -> None:
+        spec.build(cap)
+        cap.net.advance(1200.0)
+        spec.build(cap)
+
+    with tlssim.Pki() as pki:
+        written = build_one(dataclasses.replace(spec, build=twice), tmp_path, pki=pki)
+    capture = next(p for p in written if p.suffix in (".pcapng", ".pcap"))
+    keylog = next((p for p in written if p.suffix == ".keylog"), None)
+    truth = load(next(p for p in written if p.name.endswith(".truth.json")))
+    assert len(truth["sessions"]) == 2 * len(load(SAMPLES / f"{spec.twin_of}.truth.json")["sessions"])
+    a = lyncpcap.analyze(capture, keylog=keylog)
+    assert a.captures[0].decrypted
+    problems = differences(a, truth)
+    assert not problems, "\n".join(problems)
+    assert not [w for w in a.captures[0].warnings if "out of time order" in w]
+
+
+def test_held_steps_come_back_in_order_through_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past IN_MEMORY steps the held ones wait in a temporary file, and come back in the order they
+    were held, each decrypted step after the held ones that completed before it."""
+    monkeypatch.setattr(heldsteps, "IN_MEMORY", 3)
+    out: list[tuple[str, float]] = []
+
+    def step(name: str, t: float) -> Step:
+        return Step(step=name, time=t, end=t, frame=int(t), src="a", dst="b", method=None, url=None, status=None,
+                    auth=None, detail="")  # fmt: skip
+
+    with heldsteps.HeldSteps(lambda s: out.append((s.step, s.end))) as held:
+        for t in range(1, 9):
+            held.hold(step("dns", float(t)))
+        assert len(held) == 8 and held._file is not None
+        held.merge(step("webticket", 4.5))
+        held.merge(step("oauth", 6.0))
+        held.release()
+        assert len(held) == 0
+    assert out == [("dns", 1.0), ("dns", 2.0), ("dns", 3.0), ("dns", 4.0), ("webticket", 4.5), ("dns", 5.0),
+                   ("dns", 6.0), ("oauth", 6.0), ("dns", 7.0), ("dns", 8.0)]  # fmt: skip
 
 
 def test_step_frames_are_the_frames_tshark_shows_the_messages_in(tshark: str) -> None:
