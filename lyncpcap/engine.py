@@ -7,6 +7,7 @@ number of sign-in steps rather than the capture size.
 
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 from collections import Counter
@@ -62,6 +63,9 @@ from lyncpcap.steps.sip import SipClassifier
 CERTIFICATE_ALERTS = frozenset({42, 43, 44, 45, 46, 48, 49})
 DNS_PORTS = frozenset({53})
 KDC_PORTS = frozenset({88})
+#: Seconds of capture time between two looks for DNS, KDC and SIP requests that have waited too
+#: long for their answer (each classifier's TIMEOUT)
+EXPIRY_EVERY = 5.0
 SIP_UDP_PORTS = frozenset({5060})
 UDP_PORTS = DNS_PORTS | KDC_PORTS | SIP_UDP_PORTS
 
@@ -208,6 +212,9 @@ class _Guard(_Wrapper):
     def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
         if self.failed:
             return
+        engine = self.engine
+        if ts >= engine.expire_at:
+            engine.clock(ts, frame)
         try:
             self.sink.on_data(direction, data, ts, frame)
         except Exception as exc:
@@ -489,6 +496,7 @@ class Engine:
         self.decrypted_conns: set[tuple[str, int, str, int]] = set()
         self.internal = InternalErrors()
         self.downstream_failed = False  # on_step raised: the analysis must stop, not go on
+        self.expire_at = -math.inf  # the capture time of the next look for timed-out requests
 
     # Collector -----------------------------------------------------------------------------
     def add_step(self, step: Step) -> None:
@@ -704,7 +712,22 @@ class Engine:
             step.facts["host"] = host
         self.add_step(step)
 
+    def clock(self, ts: float, frame: int) -> None:
+        """Capture time has come to `ts`: DNS, KDC and SIP requests that have waited longer than
+        their classifier's TIMEOUT become their steps now — in time order with the steps around
+        them, which the session builder needs, and no longer held in memory."""
+        self.expire_at = ts + EXPIRY_EVERY
+        try:
+            self.dns.expire(ts)
+            self.kdc.expire(ts)
+            self.sip.expire(ts)
+        except Exception as exc:
+            if not self.contain(exc, frame):
+                raise
+
     def udp_handler(self, ts: float, frame: int, src: str, sport: int, dst: str, dport: int, payload: bytes) -> None:
+        if ts >= self.expire_at:
+            self.clock(ts, frame)
         try:
             self._datagram(ts, frame, src, sport, dst, dport, payload)
         except Exception as exc:
@@ -1041,6 +1064,7 @@ def analyse_file(
         stats = dispatcher.stats
         if held is not None:
             engine.on_step = held.merge
+        engine.expire_at = -math.inf  # the decrypted streams start the capture's clock again
         decryption_warnings = decryption.apply(engine, cap.secrets, stats.get("tcp.connections", 0))
         if held is not None:
             held.release()

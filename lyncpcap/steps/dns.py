@@ -19,6 +19,10 @@ LYNC_NAME = re.compile(
     re.IGNORECASE,
 )
 RETRY_WINDOW = 10.0  # a repeated query for the same name within this many seconds is a retry
+#: A query unanswered this long has timed out (the Windows resolver gives up after about 10 s,
+#: 1 + 1 + 2 + 4 s between its tries): it becomes its failed step then, in time order with the
+#: steps around it, rather than at the end of the capture.  A later answer pairs with nothing.
+TIMEOUT = 30.0
 
 
 def lync_name(name: str) -> bool:
@@ -143,13 +147,26 @@ class DnsClassifier:
             step.failure_evidence = f"DNS {msg.rcode_name} for {step.url} {step.method}"
         self.out.add_step(step)
 
+    def expire(self, now: float) -> None:
+        """Queries sent TIMEOUT seconds or more before `now` without an answer have timed out."""
+        stale = []
+        for key, p in self.pending.items():  # in the order they were asked
+            if p.step.time + TIMEOUT > now:
+                break
+            stale.append(key)
+        for key in stale:
+            self._timed_out(self.pending.pop(key))
+
     def finish(self) -> None:
         for p in self.pending.values():
-            step = p.step
-            step.status = "timeout"
-            step.result = "failure"
-            step.detail = "no DNS answer seen"
-            step.failure_reason = f"DNS: no answer for {step.url}"
-            step.failure_evidence = f"no response to the {step.method} query for {step.url}"
-            self.out.add_step(step)
+            self._timed_out(p)
         self.pending.clear()
+
+    def _timed_out(self, p: _Pending) -> None:
+        step = p.step
+        step.status = "timeout"
+        step.result = "failure"
+        step.detail = "no DNS answer seen"
+        step.failure_reason = f"DNS: no answer for {step.url}"
+        step.failure_evidence = f"no response to the {step.method} query for {step.url}"
+        self.out.add_step(step)

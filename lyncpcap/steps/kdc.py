@@ -21,6 +21,9 @@ CHALLENGE_ERRORS = frozenset({25, 52})
 #: again (a SPAN port mirroring both directions, pktmon at two layers, a client's retransmission
 #: before the KDC answered), not a new exchange.
 DUPLICATE_WINDOW = 2.0
+#: A request unanswered this long has timed out (a Kerberos client tries the next KDC after a few
+#: seconds): its step is handed on then, in time order, rather than at the end of the capture.
+TIMEOUT = 30.0
 
 
 @dataclass(slots=True)
@@ -195,10 +198,27 @@ class KdcClassifier:
             )
         self.out.add_step(step)
 
+    def expire(self, now: float) -> None:
+        """Requests sent TIMEOUT seconds or more before `now` without an answer have timed out."""
+        stale = []
+        for key, queue in self.pending.items():  # keys in the order their first request came
+            if queue[0].step.time + TIMEOUT > now:
+                break
+            stale.append(key)
+        for key in stale:
+            queue = self.pending[key]
+            while queue and queue[0].step.time + TIMEOUT <= now:
+                self._unanswered(queue.pop(0))
+            if not queue:
+                del self.pending[key]
+
     def finish(self) -> None:
         for queue in self.pending.values():
             for p in queue:
-                p.step.result = "none"
-                p.step.detail = "no answer from the KDC"
-                self.out.add_step(p.step)
+                self._unanswered(p)
         self.pending.clear()
+
+    def _unanswered(self, p: _Pending) -> None:
+        p.step.result = "none"
+        p.step.detail = "no answer from the KDC"
+        self.out.add_step(p.step)

@@ -26,6 +26,16 @@ from lyncpcap.steps.common import (
 
 TLS_CHANGE_CIPHER_SPEC = 20
 TLS_HANDSHAKE = 22
+#: A transaction without a final response this long has timed out: RFC 3261's 64*T1 (32 s) for
+#: a non-INVITE request, doubled; an INVITE's answer waits for the callee, so minutes.  Its step is
+#: handed on then, in time order with the steps around it, rather than at the end of the capture.
+TIMEOUT = 64.0
+INVITE_TIMEOUT = 300.0
+#: Requests that get no response: ACK, and the best-effort NOTIFY of [MS-SIP] (presence updates
+#: a Lync server sends a signed-in client, many a minute on a busy pool)
+NO_RESPONSE = frozenset({"ACK", "BENOTIFY"})
+#: NTLM server challenges remembered per Call-ID (for the NTLM response's redaction fingerprint)
+CHALLENGES_KEPT = 4096
 
 
 def via_client(headers: Headers) -> str | None:
@@ -80,6 +90,7 @@ class SipClassifier:
     def __init__(self, out: Collector) -> None:
         self.out = out
         self.pending: dict[tuple[str, int, str], _Pending] = {}
+        # handshakes in progress (client|Call-ID), forgotten once one ends in success or failure
         self.attempts: dict[str, Attempt] = {}
         self.challenges: dict[str, bytes] = {}  # Call-ID → NTLM server challenge (connectionless NTLM)
 
@@ -89,12 +100,27 @@ class SipClassifier:
         else:
             self._response(msg)
 
+    def expire(self, now: float) -> None:
+        """Transactions whose final response has not come TIMEOUT (an INVITE: INVITE_TIMEOUT)
+        seconds after their request have timed out."""
+        stale = []
+        for key, p in self.pending.items():  # in the order the requests came
+            if p.step.time + TIMEOUT > now:
+                break
+            if key[2] != "INVITE" or p.step.time + INVITE_TIMEOUT <= now:
+                stale.append(key)
+        for key in stale:
+            self._unanswered(self.pending.pop(key))
+
     def finish(self) -> None:
         for p in list(self.pending.values()):
-            p.step.result = "none"
-            p.step.detail = "; ".join(x for x in (p.step.detail, "no final response seen") if x)
-            self._emit(p)
+            self._unanswered(p)
         self.pending.clear()
+
+    def _unanswered(self, p: _Pending) -> None:
+        p.step.result = "none"
+        p.step.detail = "; ".join(x for x in (p.step.detail, "no final response seen") if x)
+        self._emit(p)
 
     # -----------------------------------------------------------------------------------------
     def _key(self, msg: SipMessage) -> tuple[str, int, str]:
@@ -103,8 +129,8 @@ class SipClassifier:
 
     def _request(self, ep: Endpoints, msg: SipMessage) -> None:
         key = self._key(msg)
-        if key in self.pending or msg.method == "ACK":
-            return  # retransmission, or ACK (no answer expected)
+        if key in self.pending or msg.method in NO_RESPONSE:
+            return  # retransmission, or a request that gets no response
         method = msg.method or "?"
         client = via_client(msg.headers) or ep.client
         step = Step(
@@ -229,7 +255,10 @@ class SipClassifier:
                     if tok is not None and tok.ntlm is not None:
                         self.out.add_auth(step, ntlm_exchange(tok.ntlm, time=msg.ts, frame=msg.frame, transport="sip", src=p.ep.dst, dst=p.ep.src, conn=p.ep.conn))
                         if tok.ntlm.server_challenge:
+                            self.challenges.pop(msg.call_id, None)
                             self.challenges[msg.call_id] = tok.ntlm.server_challenge
+                            if len(self.challenges) > CHALLENGES_KEPT:
+                                del self.challenges[next(iter(self.challenges))]  # the oldest
                     elif tok is not None and tok.protocol == "kerberos" and tok.kerberos_message:
                         self.out.add_auth(step, kerberos_token_exchange(tok, time=msg.ts, frame=msg.frame, transport="sip", src=p.ep.dst, dst=p.ep.src, conn=p.ep.conn))
         if offered:
@@ -297,5 +326,7 @@ class SipClassifier:
         key = f"{p.step.client}|{p.request.call_id}"
         attempt = self.attempts.setdefault(key, Attempt())
         attempt.add(p.step)
+        if not attempt.steps:  # that handshake is over
+            del self.attempts[key]
         self.out.add_step(p.step)
 

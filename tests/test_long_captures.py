@@ -1,0 +1,191 @@
+"""What a capture that runs on long after a sign-in does that the short samples do not show.
+
+A support engineer starts the capture, has the user sign in, and stops it when the ticket allows:
+minutes or hours later.  A request that never got its answer (a DNS server that did not reply, a
+KDC out of reach, a registrar that said nothing) must stay in the sign-in it belongs to however
+long the capture runs on — not become a session of its own at the end of the capture — and the
+requests waiting for answers must not pile up in memory.  Each capture is a lab capture (real DNS,
+Kerberos and SIP bytes) analysed by one process and by two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import lyncpcap
+from lyncpcap import engine
+from lyncpcap.lab import build, dnsmsg, krb5, scenarios
+from lyncpcap.lab.flows import sip_leg, sip_offer
+from lyncpcap.lab.scenarios import DESKTOP_UA, sip, sip_kerberos
+from lyncpcap.lab.world import REALM, Capture, Client, Contoso, nxdomain
+from lyncpcap.model import Step
+from lyncpcap.steps import dns as dns_steps
+
+#: the capture runs on this long after the first sign-in (longer than a session's idle time)
+LATER = 1200.0
+
+
+def _unanswered_lookup(c: Client, name: str) -> None:
+    c.qid = (c.qid + 1) & 0xFFFF or 1
+    c.cap.net.udp(c.host, c.resolver, 53, dnsmsg.query(c.qid, name, "A"))
+    c.truth.record("dns", "A", "timeout", name=name)
+    c.cap.net.advance(2.0)  # the resolver's first tries go unanswered, the client moves on
+
+
+def _desktop_inside(cap: Capture, first: str) -> tuple[Contoso, Client]:
+    w = Contoso(cap)
+    pc = cap.net.host("leo-pc", "10.0.10.50")
+    cap.net.capture_host = pc
+    t = cap.session(kind="Lync 2013 desktop", location="internal", address="10.0.10.50", user="leo@CONTOSO.COM",
+                    auth_protocol="kerberos", outcome=first)  # fmt: skip
+    return w, Client(cap, w, pc, t, ua=DESKTOP_UA, rtt=0.0006)
+
+
+def _later_phone(cap: Capture, w: Contoso) -> None:
+    """Another device, LATER seconds on: the capture was still running."""
+    cap.net.advance(LATER)
+    phone = cap.net.host("mallory-phone", "10.0.20.60")
+    t = cap.session(kind="unknown", location="unknown", address="10.0.20.60", user=None, auth_protocol="unknown",
+                    outcome="failure", failure_step="dns")  # fmt: skip
+    nxdomain(Client(cap, w, phone, t, ua=None), "lyncdiscoverinternal.contoso.com")
+
+
+def _build(tmp_path: Path, scenario: object) -> Path:
+    spec = next(s for s in scenarios.CATALOGUE if s.name == "09c-lyncdiscover-nxdomain")
+    written = build.build_one(dataclasses.replace(spec, build=scenario), tmp_path)  # type: ignore[arg-type]
+    return next(p for p in written if p.suffix in (".pcap", ".pcapng"))
+
+
+def _read(capture: Path) -> lyncpcap.Analysis:
+    one = lyncpcap.analyze(capture, jobs=1)
+    two = lyncpcap.analyze(capture, jobs=2)
+    assert two.to_json() == one.to_json()
+    assert not [w for w in one.captures[0].warnings if "out of time order" in w]
+    return one
+
+
+def test_a_lookup_without_answer_stays_in_its_sign_in(tmp_path: Path) -> None:
+    """lyncdiscoverinternal times out, the desktop falls back to SRV and signs in; 20 minutes on,
+    a phone looks the name up.  Two sessions: the desktop's with its timed-out lookup first."""
+
+    def scenario(cap: Capture) -> None:
+        w, c = _desktop_inside(cap, "success")
+        _unanswered_lookup(c, "lyncdiscoverinternal.contoso.com")
+        nxdomain(c, "lyncdiscover.contoso.com")
+        c.dns("_sipinternaltls._tcp.contoso.com", "SRV")
+        c.dns(w.fe)
+        leg = sip_leg(c, sip_uri=sip("leo"))
+        sip_offer(c, leg, ["NTLM", "Kerberos", "TLS-DSK"])
+        sip_kerberos(c, leg, user="leo", sip_uri=sip("leo"))
+        leg.conn.close(by="client")
+        _later_phone(cap, w)
+
+    a = _read(_build(tmp_path, scenario))
+    desktop, phone = a.session_list
+    assert (desktop.client_address, desktop.outcome, phone.client_address) == ("10.0.10.50", "success", "10.0.20.60")
+    first = desktop.steps[0]
+    assert (first.step, first.url, first.status, first.result) == ("dns", "lyncdiscoverinternal.contoso.com", "timeout", "failure")
+    assert first.failure_reason == "DNS: no answer for lyncdiscoverinternal.contoso.com"
+    assert [s.step for s in phone.steps] == ["dns"]
+
+
+def test_a_kerberos_request_without_answer_stays_in_its_sign_in(tmp_path: Path) -> None:
+    """The KDC does not answer the service-ticket request for the registrar; the desktop goes on.
+    The unanswered request is in the desktop's session, not one of its own."""
+
+    def scenario(cap: Capture) -> None:
+        w, c = _desktop_inside(cap, "success")
+        c.dns("_sipinternaltls._tcp.contoso.com", "SRV")
+        c.dns(w.fe)
+        request = krb5.tgs_req("leo", REALM, f"sip/{w.fe}", nonce=cap.rng.getrandbits(31), rng=cap.rng)
+        cap.net.udp(c.host, w.dc, 88, request)
+        c.truth.record("kerberos", "TGS-REQ", None)
+        cap.net.advance(3.0)
+        leg = sip_leg(c, sip_uri=sip("leo"))
+        sip_offer(c, leg, ["NTLM", "Kerberos", "TLS-DSK"])
+        sip_kerberos(c, leg, user="leo", sip_uri=sip("leo"))
+        leg.conn.close(by="client")
+        _later_phone(cap, w)
+
+    a = _read(_build(tmp_path, scenario))
+    desktop, phone = a.session_list
+    assert len(a.session_list) == 2 and phone.client_address == "10.0.20.60"
+    unanswered = [s for s in desktop.steps if s.detail == "no answer from the KDC"]
+    assert [(s.step, s.method, s.url) for s in unanswered] == [("kerberos", "TGS-REQ", "sip/fe01.contoso.com")]
+
+
+def test_a_register_without_answer_stays_in_its_sign_in_and_best_effort_notifies_are_no_steps(tmp_path: Path) -> None:
+    """The registrar sends BENOTIFYs (no response is ever sent to them), then says nothing to a
+    REGISTER; 20 minutes on, another device.  The silent REGISTER stays the desktop's last step."""
+
+    def scenario(cap: Capture) -> None:
+        w, c = _desktop_inside(cap, "incomplete")
+        c.dns("_sipinternaltls._tcp.contoso.com", "SRV")
+        c.dns(w.fe)
+        leg = sip_leg(c, sip_uri=sip("leo"))
+        sip_offer(c, leg, ["NTLM", "Kerberos", "TLS-DSK"])
+        for n in range(3):
+            leg.conn.reply(_benotify(n), think=0.2)
+        leg.conn.send(leg.dialog.register(None, edge_via=None, received=None))
+        c.truth.record("sip-register", "REGISTER", None)
+        cap.net.advance(90.0)
+        leg.conn.close(by="client")
+        _later_phone(cap, w)
+
+    a = _read(_build(tmp_path, scenario))
+    desktop, _phone = a.session_list
+    assert len(a.session_list) == 2
+    last = desktop.steps[-1]
+    assert (last.step, last.status, last.result) == ("sip-register", None, "none")
+    assert "no final response seen" in last.detail
+    assert not [s for s in a.step_list if s.method == "BENOTIFY"]
+
+
+def _benotify(n: int) -> bytes:
+    body = b'<categories xmlns="http://schemas.microsoft.com/2006/09/sip/categories"/>'
+    return (
+        f"BENOTIFY sip:10.0.10.50:50123;transport=tcp SIP/2.0\r\n"
+        f"Via: SIP/2.0/TCP 10.0.0.21:5061;branch=z9hG4bKbn{n}\r\n"
+        f"From: <sip:leo@contoso.com>;tag=bn{n}\r\nTo: <sip:leo@contoso.com>;tag=leo\r\n"
+        f"Call-ID: benotify-{n}\r\nCSeq: {n + 1} BENOTIFY\r\nEvent: vnd-microsoft-roaming-self\r\n"
+        f"Content-Type: application/vnd-microsoft-roaming-self+xml\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def test_requests_waiting_for_answers_do_not_pile_up() -> None:
+    """Three hours of DNS queries that get no answer (a capture of one direction only): the
+    engine holds only the last TIMEOUT seconds of them, and hands each on as it times out."""
+    steps: list[Step] = []
+    eng = engine.Engine(steps.append)
+    waiting = []
+    for i in range(10_800):  # one a second
+        query = dnsmsg.query(i & 0xFFFF or 1, f"host{i}.contoso.com", "A")
+        eng.udp_handler(1_400_000_000.0 + i, i + 1, "10.0.10.50", 50000 + (i % 10000), "10.0.0.10", 53, query)
+        waiting.append(len(eng.dns.pending))
+    assert max(waiting) <= dns_steps.TIMEOUT + engine.EXPIRY_EVERY + 1
+    assert len(steps) >= 10_800 - max(waiting)
+    assert [s.time for s in steps] == sorted(s.time for s in steps)
+    assert all(s.status == "timeout" and s.result == "failure" for s in steps)
+    eng.finish()
+    assert len(steps) == 10_800 and not eng.dns.pending
+
+
+@pytest.mark.parametrize("method", ["REGISTER", "SUBSCRIBE"])
+def test_sip_transactions_are_forgotten_once_answered(method: str) -> None:
+    """A pool's SIP over hours: every transaction answered leaves nothing behind."""
+    from lyncpcap.protocols.sip import parse_datagram
+
+    eng = engine.Engine(lambda step: None)
+    for i in range(2_000):
+        ts = 1_400_000_000.0 + 3 * i
+        head = (f"Via: SIP/2.0/UDP 10.0.10.50:5060;branch=z9hG4bK{i}\r\nFrom: <sip:leo@contoso.com>;tag=a{i}\r\n"
+                f"To: <sip:leo@contoso.com>\r\nCall-ID: call-{i}\r\nCSeq: 1 {method}\r\n")  # fmt: skip
+        request = f"{method} sip:contoso.com SIP/2.0\r\n{head}Content-Length: 0\r\n\r\n".encode()
+        answer = f"SIP/2.0 200 OK\r\n{head}Content-Length: 0\r\n\r\n".encode()
+        eng.udp_handler(ts, 2 * i + 1, "10.0.10.50", 5060, "10.0.0.21", 5060, request)
+        eng.udp_handler(ts + 0.01, 2 * i + 2, "10.0.0.21", 5060, "10.0.10.50", 5060, answer)
+        assert parse_datagram(answer, 0, 0.0).status == 200
+    assert not eng.sip.pending and not eng.sip.attempts
