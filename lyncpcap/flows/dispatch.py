@@ -48,6 +48,11 @@ MAX_TABLE = 2_000_000
 IDLE_SWEEPS = 5
 #: A connection that has carried no payload yet is forgotten after this long without packets.
 PENDING_IDLE = 300.0
+#: A connection being decoded that has been silent this long is over, its end not captured (a
+#: firewall or NAT that forgot it, a FIN lost to the capture): its sink is closed as at the end of
+#: the capture and the connection forgotten, so a day's capture holds only its live connections.
+#: A Lync SIP connection's keep-alives come every 300 s at most (ms-keep-alive timeout=300).
+ACTIVE_IDLE = 1800.0
 
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _M = 0xFFFFFFFF
@@ -588,13 +593,16 @@ class Dispatcher:
             def stale(entry: _Flow | int) -> bool:
                 if isinstance(entry, int):
                     return entry < stale_open or (bool(entry & _E_CLOSED) and entry < stale_closed)
-                return entry.state == _PENDING and entry.last_ts < ts - PENDING_IDLE
+                return entry.last_ts < ts - (PENDING_IDLE if entry.state == _PENDING else ACTIVE_IDLE)
 
             doomed = [key for key, entry in table.items() if stale(entry)]
             for key in doomed:
                 entry = table.pop(key)
                 if isinstance(entry, _Flow) and key == entry.k0:
-                    unanswered(entry)
+                    if entry.state == _PENDING:
+                        unanswered(entry)
+                    else:
+                        entry.end(entry.last_ts, entry.last_frame, "eof")
             counts["tcp.table_evictions"] += len(doomed)  # keys: two per connection
 
         def unanswered(flow: _Flow) -> None:

@@ -7,10 +7,10 @@ import struct
 from pathlib import Path
 
 import pytest
-from flowkit import FlowRun, payload_length, payload_slice, run_flows, tcp_fields, with_seq
+from flowkit import FlowRun, Recorder, payload_length, payload_slice, run_flows, tcp_fields, with_seq
 from readkit import CORPUS, ipv4_fragments, read_frames, run, write_frames
 
-from lyncpcap.flows import Dispatcher, dispatch
+from lyncpcap.flows import Connection, Dispatcher, dispatch
 
 TLS = "zeek/tls-1.2-stream-keylog.pcap"  # one connection, 237 frames, SYN to FIN, nothing lost
 TLS_CLIENT_PORT = 60679
@@ -386,6 +386,48 @@ def test_connection_table_stays_bounded_over_a_long_capture(monkeypatch: pytest.
     assert stats["tcp.table_evictions"] > 30000
     assert max(sizes) < 6000, sizes  # without eviction it would reach 40,000
     assert sizes[-1] <= sizes[4] + 2000
+
+
+def test_a_decoded_connection_whose_end_was_not_captured_is_closed_once_long_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """3,000 connections carrying payload over four hours, a third without FIN or RST (a NAT that
+    forgot them, a close lost to the capture): each such one is closed ("eof") once silent for
+    ACTIVE_IDLE seconds, its sink told then, and the table holds only the live ones."""
+    monkeypatch.setattr(dispatch, "HOUSEKEEPING_EVERY", 256)
+    frames = [f for _, f in _frames(KRB)]
+    sinks: dict[int, Recorder] = {}
+
+    def select(conn: Connection, d: int, first: bytes) -> Recorder:
+        sinks[conn.index] = Recorder(conn, d, first)
+        return sinks[conn.index]
+
+    dispatcher = Dispatcher(select, lambda *a: None)
+    frame_no = 0
+    sizes = []
+    closed_before_end: set[int] = set()
+    for k in range(3000):
+        chosen = frames[:8] if k % 3 == 1 else frames
+        port = struct.pack("!H", 1024 + k)
+        for f in chosen:
+            copy = bytearray(f)
+            _, tcp, _, _ = tcp_fields(f)
+            if struct.unpack_from("!H", f, tcp)[0] == 49216:
+                copy[tcp : tcp + 2] = port
+            else:
+                copy[tcp + 2 : tcp + 4] = port
+            frame_no += 1
+            dispatcher.feed(frame_no, 1_600_000_000 + k * 4.8, 1, bytes(copy), len(copy))
+        if k % 300 == 299:
+            sizes.append(dispatcher.stats["tcp.table_entries"])
+    closed_before_end = {i for i, s in sinks.items() if s.closed is not None}
+    dispatcher.finish()
+    unclosed = [i for i, s in sinks.items() if s.closed is not None and i not in closed_before_end]
+    assert len(sinks) == 3000
+    # the silent third, but for those of the last ACTIVE_IDLE seconds, were closed as "eof" on the way
+    silent = [s for s in sinks.values() if s.conn.index % 3 == 1]
+    assert sum(s.closed is not None and s.closed[1] == "eof" for s in silent) == len(silent)
+    assert len(unclosed) < 1000 * (dispatch.ACTIVE_IDLE + 2 * dispatch.SWEEP_SECONDS) / (3000 * 4.8) + 5
+    assert max(sizes) < 1200, sizes  # without it the silent connections' 2,000 keys would stay
+    assert all(s.calls_after_close == 0 for s in sinks.values())
 
 
 def test_run_and_feed_agree(tmp_path: Path) -> None:
