@@ -105,7 +105,24 @@ def _discovery_start(step: Step) -> bool:
     return step.step == "autodiscover" and bool(step.facts.get("discovery_start"))
 
 
+def _activity(step: Step) -> bool:
+    """What a client already signed in does with what it holds: a REGISTER signed with the security
+    association that succeeds (a registration refresh, or a sign-in's last REGISTER), a UCWA or
+    Lync web request that presents a ticket or token issued before, and succeeds.  It joins the
+    sign-in it comes with; alone — a refresh every few minutes of a long capture — it starts no
+    session.  Refused, it stays a sign-in step: the client signs in again, and that is why."""
+    if step.result != "success" or (step.credential and not step.facts.get("signed")):
+        return False
+    if step.step == "sip-register":
+        return bool(step.facts.get("signed"))
+    if step.step in ("ucwa", "other"):
+        return bool(step.facts.get("ticket") or step.facts.get("fedauth_cookie")) and not step.facts.get("goal")
+    return False
+
+
 def _is_primary(step: Step) -> bool:
+    if _activity(step):
+        return False
     if step.step in PRIMARY:
         return True
     if step.step == "dns":

@@ -18,7 +18,7 @@ import pytest
 import lyncpcap
 from lyncpcap import engine
 from lyncpcap.lab import build, dnsmsg, krb5, scenarios
-from lyncpcap.lab.flows import sip_leg, sip_offer
+from lyncpcap.lab.flows import _registered, sip_leg, sip_offer
 from lyncpcap.lab.scenarios import DESKTOP_UA, sip, sip_kerberos
 from lyncpcap.lab.world import REALM, Capture, Client, Contoso, nxdomain
 from lyncpcap.model import Step
@@ -189,3 +189,42 @@ def test_sip_transactions_are_forgotten_once_answered(method: str) -> None:
         eng.udp_handler(ts + 0.01, 2 * i + 2, "10.0.0.21", 5060, "10.0.10.50", 5060, answer)
         assert parse_datagram(answer, 0, 0.0).status == 200
     assert not eng.sip.pending and not eng.sip.attempts
+
+
+def test_a_signed_in_clients_refreshes_and_web_use_start_no_sessions(tmp_path: Path) -> None:
+    """After its sign-in, the desktop refreshes its registration (REGISTERs signed with the security
+    association) and fetches the address book with its web ticket every ten minutes, and a phone
+    signed in before the capture began polls UCWA with its OAuth token: one sign-in session, the
+    rest steps of signed-in clients outside any sign-in."""
+
+    def scenario(cap: Capture) -> None:
+        w, c = _desktop_inside(cap, "success")
+        c.dns("_sipinternaltls._tcp.contoso.com", "SRV")
+        c.dns(w.fe)
+        leg = sip_leg(c, sip_uri=sip("leo"))
+        sip_offer(c, leg, ["NTLM", "Kerberos", "TLS-DSK"])
+        sip_kerberos(c, leg, user="leo", sip_uri=sip("leo"))
+        phone_host = cap.net.host("leo-phone", "10.0.20.61")
+        t = cap.session(kind="Lync 2013 iOS", location="internal", address="10.0.20.61", user=None, auth_protocol="unknown",
+                        outcome="success")  # fmt: skip
+        phone = Client(cap, w, phone_host, t, ua="Lync 2013 for iOS/5.4.1 (iPhone; iOS 9.3.5)")
+        ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        for _ in range(6):
+            cap.net.advance(600.0)
+            _registered(c, leg, "Kerberos", "ABCD1234", sip("leo"))
+            c.http(w.fe_host, w.pool, "GET", "/abs/handler/D-0ee5-0ee6.lsabs", step="other",
+                   headers=[("X-MS-WebTicket", "opaque=2000000000000000000000000000000000000000")],
+                   response=lambda _t: b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # fmt: skip
+            phone.http(w.fe_host, w.pool, "GET", "/ucwa/oauth/v1/applications/1234/events?ack=7", step="ucwa",
+                       headers=[("Authorization", "Bearer cwt=AAEBHAEFAAAAAAAFFQAAAE")], response=lambda _t: ok)  # fmt: skip
+        leg.conn.close(by="client")
+
+    a = _read(_build(tmp_path, scenario))
+    (session,) = a.session_list
+    assert (session.client_address, session.outcome, session.auth_protocol) == ("10.0.10.50", "success", "kerberos")
+    assert session.steps[-1].step == "sip-register" and session.steps[-1].facts.get("goal")
+    later = [s for s in a.step_list if s.session is None]
+    assert sorted({(s.step, s.client) for s in later}) == [
+        ("other", "10.0.10.50"), ("sip-register", "10.0.10.50"), ("ucwa", "10.0.20.61")
+    ]
+    assert len(later) == 18 and all(s.result == "success" for s in later)
