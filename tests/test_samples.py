@@ -323,3 +323,43 @@ def test_every_sample_over_ipv6_gives_the_same_analysis(capture: Path, tmp_path:
         _mapped(c) if c in senders else c for c in (s.client_address for s in original.session_list)
     ]
     assert [f.id for f in over_ipv6.finding_list] == [f.id for f in original.finding_list]
+
+
+def _in_udp_tunnel(capture: Path, out: Path, tunnel: str) -> Path | None:
+    """`capture` as a cloud's traffic mirror delivers it: every Ethernet frame inside VXLAN (Azure
+    virtual network TAP, AWS VPC traffic mirroring) or Geneve (with an 8-byte option), from the
+    mirroring host to the collector.  None for a capture of another link type."""
+    frames: list[tuple[float, bytes]] = []
+    with open_capture(capture) as cap:
+        cap.read_head()
+        if cap.linktypes != {1}:
+            return None
+        for n, ts, _lt, data, _w in cap:
+            inner = bytes(data)
+            if tunnel == "vxlan":
+                port, head = 4789, struct.pack("!II", 0x0800_0000, 0x0012_3400)
+            else:
+                head = struct.pack("!BBHI", 2, 0, 0x6558, 0x0012_3400) + struct.pack("!HBBI", 0x0104, 0x01, 1, 0xDEADBEEF)
+                port = 6081
+            udp = struct.pack("!HHHH", 49152 + n % 16000, port, 8 + len(head) + len(inner), 0) + head + inner
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n & 0xFFFF, 0, 64, 17, 0,
+                             bytes([10, 250, 0, 4]), bytes([10, 250, 0, 9])) + udp  # fmt: skip
+            frames.append((ts, b"\x00\x0d\x3a\x00\x00\x09\x00\x0d\x3a\x00\x00\x04\x08\x00" + ip))
+    write_pcap(out, frames, 1)
+    return out
+
+
+@pytest.mark.parametrize("tunnel", ["vxlan", "geneve"])
+@pytest.mark.parametrize("capture", sample_captures(), ids=lambda p: p.stem)
+def test_every_sample_mirrored_through_a_udp_tunnel_gives_the_same_analysis(capture: Path, tunnel: str, tmp_path: Path) -> None:
+    """A capture taken by a cloud's traffic mirroring holds the traffic inside UDP tunnels to the
+    collector: the same sessions, steps, frames and findings as the traffic captured directly."""
+    path = _in_udp_tunnel(capture, tmp_path / f"{capture.stem}-{tunnel}.pcap", tunnel)
+    if path is None:
+        pytest.skip("not an Ethernet capture")
+    original, mirrored = lyncpcap.analyze(capture), lyncpcap.analyze(path)
+    assert mirrored.captures[0].stats[tunnel] == original.captures[0].packets
+    assert _unaddressed(mirrored) == _unaddressed(original)
+    assert [s.client_address for s in mirrored.session_list] == [s.client_address for s in original.session_list]
+    assert [f.id for f in mirrored.finding_list] == [f.id for f in original.finding_list]
+    assert len(mirrored.auth_list) == len(original.auth_list)

@@ -19,7 +19,14 @@ from typing import Protocol
 
 from lyncpcap.flows.partition import Partition
 from lyncpcap.read.capture import Capture, Prefilter, Record
-from lyncpcap.read.layers import EARLIEST_TIME, LATEST_TIME, SKIP_REASONS, Decoder, address_text
+from lyncpcap.read.layers import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    SKIP_REASONS,
+    UDP_TUNNEL_PORTS,
+    Decoder,
+    address_text,
+)
 
 __all__ = [
     "SERVER_PORTS",
@@ -560,6 +567,9 @@ class Dispatcher:
         udp_handler = self._udp_handler
         connect_failed = self._connect_failed
         udp_ports = self.udp_ports
+        # what feed's fast path and the reader's prefilter pass on: the UDP decoded, and the UDP
+        # tunnels (VXLAN, Geneve) whose frames the decoder takes out
+        handed = None if udp_ports is None else udp_ports | UDP_TUNNEL_PORTS
         tcp_ports = self.tcp_ports
         partition = self.partition
         earliest, latest = EARLIEST_TIME, LATEST_TIME
@@ -761,9 +771,9 @@ class Dispatcher:
                         if 40 <= total <= len(data) - 14:
                             tcp(frame, ts, key, entry, data[26:30], data[30:34], data, 34, 14 + total, 0)
                             return
-                    elif proto == 17 and udp_ports is not None:
+                    elif proto == 17 and handed is not None:
                         sport, dport = ports(data, 34)
-                        if sport not in udp_ports and dport not in udp_ports:
+                        if sport not in handed and dport not in handed:
                             n_fast_udp += 1
                             return
             packet = decode(linktype, data, ts, len(data) < wirelen)
@@ -810,7 +820,7 @@ class Dispatcher:
                 if on_tick is not None:
                     on_tick()
 
-            made = Prefilter(udp_ports, table, genfloor, tick, HOUSEKEEPING_EVERY)  # type: ignore[arg-type]
+            made = Prefilter(handed, table, genfloor, tick, HOUSEKEEPING_EVERY)  # type: ignore[arg-type]
             pre = made
             return made
 

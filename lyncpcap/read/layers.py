@@ -1,7 +1,9 @@
 """Link, network and tunnel layers: from (link type, frame bytes) to one IP packet's transport bytes.
 
 `Decoder.decode` strips link headers (Ethernet with VLAN tags, Linux cooked v1/v2, BSD loopback,
-raw IP), unwraps GRE and ERSPAN tunnels and reassembles IPv4/IPv6 fragments.  It never raises on
+raw IP), unwraps GRE and ERSPAN tunnels and the UDP tunnels that cloud traffic mirroring uses
+(VXLAN: Azure virtual network TAP, AWS VPC traffic mirroring; Geneve), and reassembles IPv4/IPv6
+fragments.  It never raises on
 bad bytes: every packet it drops is counted under `skipped.<reason>` in the shared stats Counter.
 """
 
@@ -47,6 +49,10 @@ ETH_VLAN = frozenset({0x8100, 0x88A8, 0x9100})
 GRE_TEB = 0x6558  # transparent Ethernet bridging
 GRE_ERSPAN2 = 0x88BE  # ERSPAN type II (type I when the GRE sequence bit is clear)
 GRE_ERSPAN3 = 0x22EB
+#: UDP destination ports of the tunnels that carry whole Ethernet frames (IANA's, Wireshark's)
+VXLAN_PORT = 4789
+GENEVE_PORT = 6081
+UDP_TUNNEL_PORTS = frozenset({VXLAN_PORT, GENEVE_PORT})
 
 # BSD address families in DLT_NULL / DLT_LOOP headers: IPv6 differs between the BSDs.
 _AF_INET = 2
@@ -173,7 +179,7 @@ class _Fragments:
 class Decoder:
     """Turns frames into IP packets; stateful because of fragment reassembly.
 
-    `stats` counts skips (`skipped.<reason>`), tunnels (`vlan`, `gre`, `erspan`) and fragment
+    `stats` counts skips (`skipped.<reason>`), tunnels (`vlan`, `gre`, `erspan`, `vxlan`, `geneve`) and fragment
     handling (`ip.fragments`, `ip.reassembled`, `ip.fragments_timed_out`, ...).
     `unknown_linktypes` counts frames per unknown link type.
     """
@@ -408,9 +414,38 @@ class Decoder:
                 self._skip("tunnel_depth")
                 return None
             return self._gre(buf, start, stop, ts, trunc or missing > 0, depth + 1)
+        if proto == 17 and stop - start >= 16 and _u16(buf, start + 2)[0] in UDP_TUNNEL_PORTS:
+            if depth >= MAX_TUNNEL_DEPTH:
+                self._skip("tunnel_depth")
+                return None
+            inner = self._udp_tunnel(buf, start, stop, ts, trunc or missing > 0, depth + 1)
+            if inner is not None:
+                return inner if inner else None
         return proto, src, dst, buf, start, stop, missing
 
     # -- tunnels ----------------------------------------------------------------------------
+
+    def _udp_tunnel(self, buf: bytes, off: int, end: int, ts: float, trunc: bool, depth: int) -> IPPacket | tuple[()] | None:
+        """The frame a VXLAN or Geneve datagram (UDP header at `off`) carries: its IP packet, () when
+        it carries none to analyse (counted), None when the datagram is not such a tunnel after all
+        (a client that happened to pick the port): it is then analysed as the UDP it is."""
+        p = off + 8
+        if _u16(buf, off + 2)[0] == VXLAN_PORT:
+            # flags (the I bit: a valid VNI), 24 reserved bits, VNI, 8 reserved bits; Ethernet follows
+            if buf[p] & 0x08 != 0x08 or end - p < 8 + 14:
+                return None
+            self.stats["vxlan"] += 1
+            return self._ether(buf, p + 8, end, ts, trunc, depth) or ()
+        # Geneve: version (0) and option length in 4-byte words, flags, protocol type, VNI, options
+        version, words = buf[p] >> 6, buf[p] & 0x3F
+        ptype = _u16(buf, p + 2)[0]
+        inner = p + 8 + 4 * words
+        if version != 0 or inner > end or ptype not in (GRE_TEB, ETH_IPV4, ETH_IPV6):
+            return None
+        self.stats["geneve"] += 1
+        if ptype == GRE_TEB:
+            return self._ether(buf, inner, end, ts, trunc, depth) or ()
+        return self._ethertype(ptype, buf, inner, end, ts, trunc, depth) or ()
 
     def _gre(self, buf: bytes, off: int, end: int, ts: float, trunc: bool, depth: int) -> IPPacket | None:
         if end - off < 4:
