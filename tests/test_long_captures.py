@@ -18,7 +18,7 @@ import pytest
 import lyncpcap
 from lyncpcap import engine
 from lyncpcap.lab import build, dnsmsg, krb5, scenarios
-from lyncpcap.lab.flows import _registered, sip_leg, sip_offer
+from lyncpcap.lab.flows import SipLeg, _registered, sip_leg, sip_offer
 from lyncpcap.lab.scenarios import DESKTOP_UA, sip, sip_kerberos
 from lyncpcap.lab.world import REALM, Capture, Client, Contoso, nxdomain
 from lyncpcap.model import Step
@@ -42,6 +42,18 @@ def _desktop_inside(cap: Capture, first: str) -> tuple[Contoso, Client]:
     t = cap.session(kind="Lync 2013 desktop", location="internal", address="10.0.10.50", user="leo@CONTOSO.COM",
                     auth_protocol="kerberos", outcome=first)  # fmt: skip
     return w, Client(cap, w, pc, t, ua=DESKTOP_UA, rtt=0.0006)
+
+
+def _registers(c: Client, w: Contoso, *, close: bool = True) -> SipLeg:
+    """The desktop finds its pool by SRV and registers with Kerberos."""
+    c.dns("_sipinternaltls._tcp.contoso.com", "SRV")
+    c.dns(w.fe)
+    leg = sip_leg(c, sip_uri=sip("leo"))
+    sip_offer(c, leg, ["NTLM", "Kerberos", "TLS-DSK"])
+    sip_kerberos(c, leg, user="leo", sip_uri=sip("leo"))
+    if close:
+        leg.conn.close(by="client")
+    return leg
 
 
 def _later_phone(cap: Capture, w: Contoso) -> None:
@@ -75,12 +87,7 @@ def test_a_lookup_without_answer_stays_in_its_sign_in(tmp_path: Path) -> None:
         w, c = _desktop_inside(cap, "success")
         _unanswered_lookup(c, "lyncdiscoverinternal.contoso.com")
         nxdomain(c, "lyncdiscover.contoso.com")
-        c.dns("_sipinternaltls._tcp.contoso.com", "SRV")
-        c.dns(w.fe)
-        leg = sip_leg(c, sip_uri=sip("leo"))
-        sip_offer(c, leg, ["NTLM", "Kerberos", "TLS-DSK"])
-        sip_kerberos(c, leg, user="leo", sip_uri=sip("leo"))
-        leg.conn.close(by="client")
+        _registers(c, w)
         _later_phone(cap, w)
 
     a = _read(_build(tmp_path, scenario))
@@ -98,16 +105,11 @@ def test_a_kerberos_request_without_answer_stays_in_its_sign_in(tmp_path: Path) 
 
     def scenario(cap: Capture) -> None:
         w, c = _desktop_inside(cap, "success")
-        c.dns("_sipinternaltls._tcp.contoso.com", "SRV")
-        c.dns(w.fe)
         request = krb5.tgs_req("leo", REALM, f"sip/{w.fe}", nonce=cap.rng.getrandbits(31), rng=cap.rng)
         cap.net.udp(c.host, w.dc, 88, request)
         c.truth.record("kerberos", "TGS-REQ", None)
         cap.net.advance(3.0)
-        leg = sip_leg(c, sip_uri=sip("leo"))
-        sip_offer(c, leg, ["NTLM", "Kerberos", "TLS-DSK"])
-        sip_kerberos(c, leg, user="leo", sip_uri=sip("leo"))
-        leg.conn.close(by="client")
+        _registers(c, w)
         _later_phone(cap, w)
 
     a = _read(_build(tmp_path, scenario))
@@ -199,11 +201,7 @@ def test_a_signed_in_clients_refreshes_and_web_use_start_no_sessions(tmp_path: P
 
     def scenario(cap: Capture) -> None:
         w, c = _desktop_inside(cap, "success")
-        c.dns("_sipinternaltls._tcp.contoso.com", "SRV")
-        c.dns(w.fe)
-        leg = sip_leg(c, sip_uri=sip("leo"))
-        sip_offer(c, leg, ["NTLM", "Kerberos", "TLS-DSK"])
-        sip_kerberos(c, leg, user="leo", sip_uri=sip("leo"))
+        leg = _registers(c, w, close=False)
         phone_host = cap.net.host("leo-phone", "10.0.20.61")
         t = cap.session(kind="Lync 2013 iOS", location="internal", address="10.0.20.61", user=None, auth_protocol="unknown",
                         outcome="success")  # fmt: skip
