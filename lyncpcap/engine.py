@@ -54,7 +54,7 @@ from lyncpcap.read.tshark import (
     undecrypted_reason,
 )
 from lyncpcap.steps.common import Endpoints
-from lyncpcap.steps.dns import DnsClassifier
+from lyncpcap.steps.dns import DnsClassifier, lync_name
 from lyncpcap.steps.http import HTTPS_PORTS, ConnState, HttpClassifier
 from lyncpcap.steps.kdc import KdcClassifier
 from lyncpcap.steps.sip import SipClassifier
@@ -67,6 +67,11 @@ KDC_PORTS = frozenset({88})
 #: long for their answer (each classifier's TIMEOUT)
 EXPIRY_EVERY = 5.0
 SIP_UDP_PORTS = frozenset({5060})
+#: TLS ports no other service uses: SIP over TLS, the Front End's external web site
+LYNC_TLS_PORTS = frozenset({5061, 4443})
+#: clients whose Lync servers (from their lookups) are remembered, and servers per client
+LYNC_CLIENTS_KEPT = 65536
+LYNC_SERVERS_KEPT = 64
 UDP_PORTS = DNS_PORTS | KDC_PORTS | SIP_UDP_PORTS
 
 
@@ -421,11 +426,17 @@ class _TlsSink:
     (then `done`, so the flows layer drops the rest).  Certificates are not decoded: the record has
     no place for them, and decoding them was most of the cost of a TLS-heavy capture."""
 
-    def __init__(self, record: TlsConnection, on_failed: Callable[[TlsConnection, float, int, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        record: TlsConnection,
+        on_failed: Callable[[TlsConnection, float, int, str], None] | None = None,
+        on_encrypted: Callable[[TlsConnection, float, int], None] | None = None,
+    ) -> None:
         self.record = record
         self.inspector = tls.TlsStreamInspector(certificates=False)
         self.done = False
         self.on_failed = on_failed
+        self.on_encrypted = on_encrypted  # told once, when the application data begins
         self.alert_at: tuple[float, int] | None = None  # when the first alert was seen
 
     def on_data(self, direction: int, data: bytes, ts: float, frame: int) -> None:
@@ -436,6 +447,8 @@ class _TlsSink:
         self._update()
         if self.record.application_data:
             self.done = True
+            if self.on_encrypted is not None:
+                self.on_encrypted(self.record, ts, frame)
 
     def on_gap(self, direction: int, size: int, ts: float, frame: int) -> None:
         self.done = True
@@ -497,10 +510,19 @@ class Engine:
         self.internal = InternalErrors()
         self.downstream_failed = False  # on_step raised: the analysis must stop, not go on
         self.expire_at = -math.inf  # the capture time of the next look for timed-out requests
+        # a TLS connection to a Lync server that carries data no key will open becomes a step of its
+        # own ("other", encrypted): set when nothing will be decrypted (decrypted connections become
+        # their HTTP and SIP)
+        self.encrypted_steps = False
+        # client -> the servers its Lync lookups named (lyncdiscover, SIP SRV and A records): whose
+        # encrypted connections are steps; the oldest clients are forgotten past LYNC_CLIENTS_KEPT
+        self._lync_servers: dict[str, set[str]] = {}
 
     # Collector -----------------------------------------------------------------------------
     def add_step(self, step: Step) -> None:
-        if step.method == "CONNECT":
+        if step.step == "dns" and self.encrypted_steps and step.facts.get("lync") and step.facts.get("addresses"):
+            self._lync_server(step.client, step.facts["addresses"])
+        elif step.method == "CONNECT":
             self.tunnels = True  # TLS may follow inside this connection (decryption looks for it)
         elif step.step == "adfs" and step.conn is not None:
             rec = self._tls_by_conn.get(step.conn)
@@ -604,7 +626,7 @@ class Engine:
             )
             self.tls.append(rec)
             self._tls_by_conn[rec.conn] = rec
-            sink = _TlsSink(rec, self.tls_failed)
+            sink = _TlsSink(rec, self.tls_failed, self.tls_encrypted if self.encrypted_steps else None)
         if sink is None:
             return None
         return _Guard(self, _Flip(sink) if flip else sink)
@@ -642,6 +664,53 @@ class Engine:
             start=(rec.time, rec.first_frame), end=ts, client=(rec.client, rec.client_port),
             server=(rec.server, rec.server_port), conn=rec.conn, host=rec.sni,
         )
+
+    def _lync_server(self, client: str, addresses: Sequence[str]) -> None:
+        known = self._lync_servers.pop(client, None)  # re-inserted: the newest client last
+        self._lync_servers[client] = known = known if known is not None else set()
+        if len(known) < LYNC_SERVERS_KEPT:
+            known.update(addresses)
+        if len(self._lync_servers) > LYNC_CLIENTS_KEPT:
+            del self._lync_servers[next(iter(self._lync_servers))]
+
+    def tls_encrypted(self, rec: TlsConnection, ts: float, frame: int) -> None:
+        """A TLS handshake with a Lync server that succeeded, its data encrypted with no key to
+        read it: an "other" step from the connection's start to its first application data, so
+        that the timeline shows which server the client went to and when; no HTTP or SIP step is
+        inferred from it.  A Lync server: its name (SNI) is one of Lync's (lyncdiscover, sip, ...),
+        its port Lync's own (5061 SIP, 4443 the external web site), or the client's Lync lookups
+        named it — or the client reached it before under a Lync name.  Other TLS is left out (the
+        capture's "tls" list has it all)."""
+        if rec.sni and lync_name(rec.sni):
+            self._lync_server(rec.client, (rec.server,))
+        elif rec.server_port not in LYNC_TLS_PORTS and rec.server not in self._lync_servers.get(rec.client, ()):
+            return
+        server = rec.sni or (f"[{rec.server}]" if ":" in rec.server else rec.server)
+        target = f"{server}:{rec.server_port}"
+        step = Step(
+            step="other",
+            time=rec.time,
+            end=ts,
+            frame=rec.first_frame,
+            src=rec.client,
+            dst=rec.server,
+            method="TLS",
+            url=f"tls://{target}",
+            status="encrypted",
+            auth=None,
+            detail=f"{rec.version or 'TLS'} with {target}: encrypted, no key to read it (--keylog, --rsa-key)",
+            result="info",
+            client=rec.client,
+            client_port=rec.client_port,
+            server_port=rec.server_port,
+            conn=rec.conn,
+            transport="tcp",
+        )
+        step.facts["lync"] = False
+        step.facts["encrypted"] = True
+        if rec.sni:
+            step.facts["host"] = rec.sni
+        self.add_step(step)
 
     def connect_failed(self, conn: Connection, how: str, ts: float, frame: int, syns: int) -> None:
         """A TCP connection that never carried a byte: a step the sign-in may have failed at."""
@@ -793,7 +862,7 @@ def undecrypted_warning(tls: Sequence[TlsConnection]) -> list[str]:
     if not undecrypted:
         return []
     return [
-        f"{len(undecrypted)} TLS connection(s) were not decrypted; no step is inferred from them "
+        f"{len(undecrypted)} TLS connection(s) were not decrypted; no HTTP or SIP step is inferred from them "
         f"(first: {_describe(undecrypted[0])})"
     ]
 
@@ -1047,6 +1116,7 @@ def analyse_file(
         dispatcher = engine.dispatcher(full=full)
         cap.read_head()  # pcapng: interface and secrets blocks in front of the first packet
         decryption.secrets_seen(cap.secrets)
+        engine.encrypted_steps = not decryption.expected
         held = None
         if on_step is not None and decryption.expected:
             # the decrypted steps come after the read: the read's wait for them (heldsteps.py)

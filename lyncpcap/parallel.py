@@ -143,6 +143,7 @@ def _work(path: str, index: int, count: int, out: Connection) -> None:
 
     try:
         eng = engine.Engine(emit)
+        eng.encrypted_steps = True  # a capture whose TLS is decrypted is not split
         with open_capture(path) as cap:
             dispatcher = eng.dispatcher(partition=part)
             cap.read_head()

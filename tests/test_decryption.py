@@ -182,11 +182,36 @@ def test_injected_dsb_is_used_without_a_keylog(tshark: str, corpus: Path, tmp_pa
 
 
 def test_without_keys_tls_is_reported_and_nothing_inferred(corpus: Path) -> None:
+    """A connection to a server Lync does not name is only listed (it is no step)."""
     a = lyncpcap.analyze(corpus / "zeek/tls12-decryption.pcap")
     assert not a.step_list
     [conn] = a.tls_list
     assert not conn.decrypted and conn.sni == "heise.de" and "--keylog" in conn.reason
     assert any("not decrypted" in w and "heise.de" in w for w in a.captures[0].warnings)
+
+
+def test_an_encrypted_sign_in_without_keys_shows_where_the_client_went(tmp_path: Path, tshark: str) -> None:
+    """The phone of sample 08 captured without its keys: the sign-in is its DNS lookups and the
+    encrypted connection to the reverse proxy that follows them (a step of its own, from the
+    connection's start to its first data), incomplete since nothing says how it ended.  With the
+    keys, the same connection is its decrypted requests, and no encrypted step remains."""
+    spec = next(s for s in CATALOGUE if s.name == "08-ucwa-mobile-oauth-tls")
+    with tlssim.Pki() as pki:
+        written = build_one(dataclasses.replace(spec, embed_keys=False), tmp_path, pki=pki)
+    capture = next(p for p in written if p.suffix == ".pcapng")
+    keylog = next(p for p in written if p.suffix == ".keylog")
+    (session,) = lyncpcap.analyze(capture).session_list
+    assert session.outcome == "incomplete" and session.failure is None
+    assert [(s.step, s.method, s.url, s.status) for s in session.steps] == [
+        ("dns", "A", "lyncdiscoverinternal.contoso.com", "NXDOMAIN"),
+        ("dns", "A", "lyncdiscover.contoso.com", "NOERROR"),
+        ("other", "TLS", "tls://lyncdiscover.contoso.com:443", "encrypted"),
+    ]
+    encrypted = session.steps[-1]
+    assert encrypted.duration > 0 and encrypted.result == "info" and "no key" in encrypted.detail
+    decrypted = lyncpcap.analyze(capture, keylog=keylog)
+    assert not [s for s in decrypted.step_list if s.facts.get("encrypted")]
+    assert [s.outcome for s in decrypted.session_list] == ["success"]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ HELP = """Analyse the sign-ins in one or more captures (read together, as one an
 
 The default [bold]table[/bold] view shows what was read, the per-client protocol summary, the sessions with outcome and failure reason, and the findings.  With [bold]--format csv[/bold] and an --output folder (an existing folder, a path ending in /, or one without a suffix) five tables are written: sessions, steps, auth, clients and findings.  Without --format, the --output suffix (.json .jsonl .csv .md .html .txt) chooses it.
 
-Inputs are recognised by their content: pcap and pcapng (gzip'd or not; Wireshark exported-PDU files too), Fiddler [bold].saz[/bold] and browser [bold].har[/bold] archives.  TLS is decrypted by tshark (apt-get install tshark) with --keylog, with secrets embedded in a pcapng (used automatically), or with --rsa-key for RSA key exchange; a connection that stays encrypted is listed with the reason, and no step is inferred from it.
+Inputs are recognised by their content: pcap and pcapng (gzip'd or not; Wireshark exported-PDU files too), Fiddler [bold].saz[/bold] and browser [bold].har[/bold] archives.  TLS is decrypted by tshark (apt-get install tshark) with --keylog, with secrets embedded in a pcapng (used automatically), or with --rsa-key for RSA key exchange; a connection that stays encrypted is listed with the reason, and no HTTP or SIP step is inferred from it (without keys, one to a Lync server is a step of its own: where the client went, and when).
 
 [bold]Examples[/bold]
 
