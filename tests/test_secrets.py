@@ -110,7 +110,7 @@ def test_dataframes_and_reprs_hold_no_secret(capture: Path) -> None:
         a.steps.to_csv(),
         a.auth.to_csv(),
         a.findings.to_csv(),
-        frames.steps_frame(a.step_list).to_json(),
+        frames.steps_frame(a.step_list).to_json(date_format="iso"),
         repr(a.step_list),
         repr(a.session_list),
         str(a._repr_mimebundle_()),
