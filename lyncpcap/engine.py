@@ -67,6 +67,9 @@ KDC_PORTS = frozenset({88})
 #: long for their answer (each classifier's TIMEOUT)
 EXPIRY_EVERY = 5.0
 SIP_UDP_PORTS = frozenset({5060})
+#: TLS connections listed one by one (`a.tls`, "tls" in the JSON) when nothing is decrypted; past
+#: these the capture's TLS is counted by server, so that memory does not follow the connections
+TLS_LISTED = 10_000
 #: TLS ports no other service uses: SIP over TLS, the Front End's external web site
 LYNC_TLS_PORTS = frozenset({5061, 4443})
 #: clients whose Lync servers (from their lookups) are remembered, and servers per client
@@ -126,6 +129,7 @@ class CaptureResult:
     auth: list[AuthExchange]
     tls: list[TlsConnection]
     secrets_blocks: int = 0
+    tls_unlisted: Counter[str] = field(default_factory=Counter)  # server -> TLS connections past TLS_LISTED
 
 
 @dataclass(slots=True)
@@ -517,6 +521,7 @@ class Engine:
         # client -> the servers its Lync lookups named (lyncdiscover, SIP SRV and A records): whose
         # encrypted connections are steps; the oldest clients are forgotten past LYNC_CLIENTS_KEPT
         self._lync_servers: dict[str, set[str]] = {}
+        self.tls_unlisted: Counter[str] = Counter()  # server -> TLS connections past TLS_LISTED
 
     # Collector -----------------------------------------------------------------------------
     def add_step(self, step: Step) -> None:
@@ -624,8 +629,11 @@ class Engine:
                 first_frame=conn.first_frame,
                 time=conn.first_ts,
             )
-            self.tls.append(rec)
-            self._tls_by_conn[rec.conn] = rec
+            if not self.encrypted_steps or len(self.tls) < TLS_LISTED:  # decryption needs them all
+                self.tls.append(rec)
+                self._tls_by_conn[rec.conn] = rec
+            else:
+                self.tls_unlisted[tls_server(rec)] += 1
             sink = _TlsSink(rec, self.tls_failed, self.tls_encrypted if self.encrypted_steps else None)
         if sink is None:
             return None
@@ -855,6 +863,19 @@ def decode_error_notes(kdc_errors: int, dns_errors: int, internal: InternalError
     if dns_errors:
         out.append(f"{dns_errors} DNS messages could not be decoded")
     return out + internal.note()
+
+
+def tls_server(t: TlsConnection) -> str:
+    return f"[{t.server}]:{t.server_port}" if ":" in t.server else f"{t.server}:{t.server_port}"
+
+
+def unlisted_warning(unlisted: Counter[str]) -> list[str]:
+    """The TLS connections past the first TLS_LISTED: counted by server, not listed."""
+    total = sum(unlisted.values())
+    if not total:
+        return []
+    top = ", ".join(f"{server} ({n:,})" for server, n in unlisted.most_common(3))
+    return [f"{total:,} more TLS connection(s), past the first {TLS_LISTED:,}, are counted but not listed one by one (most to {top})"]
 
 
 def undecrypted_warning(tls: Sequence[TlsConnection]) -> list[str]:
@@ -1144,7 +1165,9 @@ def analyse_file(
         if exported is not None:
             warnings += exported.warnings()
             stats["exported_pdus"] = exported.frames
-        warnings += undecrypted_warning(engine.tls)
+        warnings += undecrypted_warning(engine.tls) + unlisted_warning(engine.tls_unlisted)
+        if engine.tls_unlisted:
+            stats["tls.unlisted"] = sum(engine.tls_unlisted.values())
         return CaptureResult(
             path=str(path),
             format=cap.format,
@@ -1157,6 +1180,7 @@ def analyse_file(
             auth=engine.auth,
             tls=engine.tls,
             secrets_blocks=len(cap.secrets),
+            tls_unlisted=engine.tls_unlisted,
         )
 
 

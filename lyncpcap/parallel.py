@@ -120,6 +120,7 @@ class _Summary:
     dns_errors: int
     internal: engine.InternalErrors
     tls: list[engine.TlsConnection]
+    tls_unlisted: Counter[str]
     auth: list[AuthExchange]
     secrets_blocks: int
 
@@ -164,6 +165,7 @@ def _work(path: str, index: int, count: int, out: Connection) -> None:
                 dns_errors=eng.dns.errors,
                 internal=eng.internal,
                 tls=eng.tls,
+                tls_unlisted=eng.tls_unlisted,
                 auth=eng.auth,
                 secrets_blocks=len(cap.secrets),
             )
@@ -355,6 +357,13 @@ def _result(path: str | Path, summaries: list[_Summary]) -> engine.CaptureResult
     kdc_errors, dns_errors = sum(s.kdc_errors for s in summaries), sum(s.dns_errors for s in summaries)
     notes += [n for n in engine.decode_error_notes(kdc_errors, dns_errors, internal) if n not in notes]
     tls = sorted((t for s in summaries for t in s.tls), key=lambda t: t.conn)
+    # each worker listed its first TLS_LISTED: the capture's first TLS_LISTED are among them
+    unlisted: Counter[str] = sum((s.tls_unlisted for s in summaries), Counter())
+    for t in tls[engine.TLS_LISTED :]:
+        unlisted[engine.tls_server(t)] += 1
+    del tls[engine.TLS_LISTED :]
+    if unlisted:
+        stats["tls.unlisted"] = sum(unlisted.values())
     engine.explain_without_keys(tls)
     auth = sorted((a for s in summaries for a in s.auth), key=lambda a: a.frame)
     warnings = list(first.reader_warnings) + flow_warnings(stats, first.unknown_linktypes) + notes
@@ -363,7 +372,7 @@ def _result(path: str | Path, summaries: list[_Summary]) -> engine.CaptureResult
             f"{first.secrets_blocks} decryption secrets block(s) after the first packet were not used by the "
             "parallel analysis: analyse with --jobs 1 to decrypt with them"
         )
-    warnings += engine.undecrypted_warning(tls)
+    warnings += engine.undecrypted_warning(tls) + engine.unlisted_warning(unlisted)
     return engine.CaptureResult(
         path=str(path),
         format=first.format,
@@ -376,4 +385,5 @@ def _result(path: str | Path, summaries: list[_Summary]) -> engine.CaptureResult
         auth=auth,
         tls=tls,
         secrets_blocks=first.secrets_blocks,
+        tls_unlisted=unlisted,
     )

@@ -226,3 +226,20 @@ def test_a_signed_in_clients_refreshes_and_web_use_start_no_sessions(tmp_path: P
         ("other", "10.0.10.50"), ("sip-register", "10.0.10.50"), ("ucwa", "10.0.20.61")
     ]
     assert len(later) == 18 and all(s.result == "success" for s in later)
+
+
+def test_tls_connections_past_the_listed_ones_are_counted_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A day at a reverse proxy holds hundreds of thousands of TLS connections no key opens: the
+    first TLS_LISTED are listed one by one, the rest counted by server — by one process and by two."""
+    capture = Path(__file__).resolve().parents[1] / "sample_captures" / "11-background-noise.pcapng"
+    everything = lyncpcap.analyze(capture, jobs=1)
+    assert len(everything.tls_list) == 6 and "tls.unlisted" not in everything.captures[0].stats
+    monkeypatch.setattr(engine, "TLS_LISTED", 4)
+    for jobs in (1, 2):
+        a = lyncpcap.analyze(capture, jobs=jobs)
+        assert [t.conn for t in a.tls_list] == [t.conn for t in everything.tls_list][:4]
+        assert a.captures[0].stats["tls.unlisted"] == 2
+        (note,) = [w for w in a.captures[0].warnings if "counted but not listed" in w]
+        servers = {engine.tls_server(t) for t in everything.tls_list[4:]}
+        assert note.startswith("2 more TLS connection(s), past the first 4,") and all(s in note for s in servers)
+        assert [s.id for s in a.session_list] == [s.id for s in everything.session_list]
