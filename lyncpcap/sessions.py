@@ -162,7 +162,7 @@ class SessionBuilder:
         self._deadlines: list[tuple[float, int, _Builder]] = []  # (close time, builder id, builder)
         self._pending: dict[str, list[Step]] = defaultdict(list)  # client → secondary steps, by time
         self._pending_heap: list[tuple[float, int, Step]] = []
-        self.late = 0  # steps that arrived after later ones had been processed
+        self.late = 0  # sign-in (primary) steps that arrived after later ones had been processed
 
     # -- feeding ----------------------------------------------------------------------------------
     def add(self, step: Step) -> None:
@@ -183,11 +183,12 @@ class SessionBuilder:
         heap = self._heap
         while heap and heap[0][0] <= until:
             step = heapq.heappop(heap)[3]
-            if step.time < self._done_until:
-                self.late += 1
-            else:
+            primary = _is_primary(step)
+            if step.time >= self._done_until:
                 self._done_until = step.time
-            if _is_primary(step):
+            elif primary:  # a secondary one late (a UCWA long poll) waits for its session like any
+                self.late += 1
+            if primary:
                 self._assign(step)
             else:
                 self._pending[step.client].append(step)

@@ -243,3 +243,28 @@ def test_tls_connections_past_the_listed_ones_are_counted_not_kept(monkeypatch: 
         servers = {engine.tls_server(t) for t in everything.tls_list[4:]}
         assert note.startswith("2 more TLS connection(s), past the first 4,") and all(s in note for s in servers)
         assert [s.id for s in a.session_list] == [s.id for s in everything.session_list]
+
+
+def _step(name: str, client: str, start: float, end: float, **facts: object) -> Step:
+    s = Step(step=name, time=start, end=end, frame=int(start * 10), src=client, dst="203.0.113.10", method="GET",
+             url="https://lyncweb.contoso.com/x", status=200, auth=None, detail="", result="success", client=client)  # fmt: skip
+    s.facts.update(facts, lync=True)
+    return s
+
+
+def test_a_ucwa_long_poll_answered_minutes_later_is_not_grouped_out_of_time_order() -> None:
+    """UCWA's event channel is a long poll the server answers up to minutes later: its step comes
+    after later ones have been grouped, which for an activity step changes nothing, so no warning;
+    a sign-in step that late still counts."""
+    from lyncpcap.sessions import SessionBuilder
+
+    sessions: list[object] = []
+    builder = SessionBuilder(sessions.append)
+    builder.add(_step("autodiscover", "10.0.0.1", 0.0, 0.1))
+    for t in range(10, 160, 10):
+        builder.add(_step("autodiscover", f"10.0.1.{t}", float(t), t + 0.1))
+    builder.add(_step("ucwa", "10.0.0.1", 1.0, 181.0, ticket="bearer", kind="resource"))  # the long poll
+    assert builder.late == 0
+    builder.add(_step("webticket", "10.0.0.2", 2.0, 182.0))  # a sign-in step that took three minutes
+    builder.finish()
+    assert builder.late == 1
