@@ -64,12 +64,15 @@ def safe_url(url: str | None, reveal: bool = False) -> str | None:
 
 
 def url_path(url: str | None) -> str:
-    """Path of an HTTP URL without scheme, host or query; SIP and DNS targets as they are."""
+    """Path of an HTTP URL without scheme, host or query; SIP and DNS targets as they are; a
+    connection's (tcp://, tls://) host and port, all it names."""
     if not url:
         return ""
     if "://" not in url:
         return url
     split = urlsplit(url)
+    if split.scheme in ("tcp", "tls"):
+        return split.netloc
     return (split.path or "/") + ("?…" if split.query else "")
 
 
