@@ -108,10 +108,11 @@ def _discovery_start(step: Step) -> bool:
 def _activity(step: Step) -> bool:
     """What a client already signed in does with what it holds: a REGISTER signed with the security
     association that succeeds (a registration refresh, or a sign-in's last REGISTER), a UCWA or
-    Lync web request that presents a ticket or token issued before, and succeeds.  It joins the
-    sign-in it comes with; alone — a refresh every few minutes of a long capture — it starts no
-    session.  Refused, it stays a sign-in step: the client signs in again, and that is why."""
-    if step.result != "success" or (step.credential and not step.facts.get("signed")):
+    Lync web request that presents a ticket or token issued before, and succeeds — or is still
+    waiting when the capture ends (UCWA's event channel always is).  It joins the sign-in it comes
+    with; alone — a refresh every few minutes of a long capture — it starts no session.  Refused,
+    it stays a sign-in step: the client signs in again, and that is why."""
+    if step.result not in ("success", "none") or (step.credential and not step.facts.get("signed")):
         return False
     if step.step == "sip-register":
         return bool(step.facts.get("signed"))
