@@ -3,8 +3,8 @@
 `Decoder.decode` strips link headers (Ethernet with VLAN tags, Linux cooked v1/v2, BSD loopback,
 raw IP), unwraps GRE and ERSPAN tunnels and the UDP tunnels that cloud traffic mirroring uses
 (VXLAN: Azure virtual network TAP, AWS VPC traffic mirroring; Geneve), and reassembles IPv4/IPv6
-fragments.  It never raises on
-bad bytes: every packet it drops is counted under `skipped.<reason>` in the shared stats Counter.
+fragments.  It never raises on bad bytes: every packet it drops is counted under
+`skipped.<reason>` in the shared stats Counter.
 """
 
 from __future__ import annotations
